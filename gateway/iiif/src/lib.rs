@@ -1,0 +1,80 @@
+//! The pure IIIF Image API core of the gateway: parsing, size arithmetic, canonical forms, iipsrv request plans
+//! and info.json translation, for IIIF Image API 3.0 and 2.1.
+//!
+//! **Invariant:** this crate does no I/O. It never touches files, sockets, clocks or threads, so every rule in it
+//! can be tested exhaustively and fuzzed.
+//!
+//! # Layout
+//!
+//! The request path, left to right:
+//!
+//! * [`route`]: classifies the path after `/iiif/{2|3}/` into image, info and base-URI requests, parsing from
+//!   the right so identifiers may contain `/`.
+//! * [`identifier`]: the identifier's public (raw) and decoded forms, safety rules and iipsrv encoding.
+//! * [`region`], [`size`], [`rotation`], [`quality`], [`format`](mod@format): one module per URL segment, each with a strict
+//!   `parse` and a `Display` that reads back to the same value; [`request`] ties the four together.
+//! * `sizing` (private): the exact output size of a request and every size error IIIF defines.
+//! * [`plan`](mod@plan): resolves a request against an image into a [`Plan`]: the exact output, the [`BackendRequest`] for
+//!   iipsrv 1.1 (see [`backend`]) and the [`PostSteps`] the gateway performs afterwards. Two iipsrv-specific
+//!   decisions live in their own modules: [`tile`] (when iipsrv's fast tile path is safe) and [`reshape`] (the
+//!   workaround for iipsrv's crash on thin strips).
+//! * [`canonical`]: the canonical form of a plan, for `Link: rel="canonical"`.
+//! * [`backend_info`]: reads iipsrv's own info.json into [`BackendInfo`] and [`ImageFacts`].
+//! * [`info`]: builds the public 3.0 and 2.1 info.json documents.
+//! * [`negotiate`]: info.json content types, version negotiation through `Accept`, and `Link` headers.
+//!
+//! Support: [`error`] ([`IiifError`], which carries its HTTP status), [`version`], [`limits`] ([`Limits`],
+//! [`ImageFacts`]), [`capabilities`], [`geometry`] ([`PixelRect`]).
+//!
+//! The behaviour follows `docs/iiif-reference.md` of the project (URL syntax §1, the v3 → iipsrv rewrite §1.4,
+//! info.json §2, iipsrv 1.1's bugs §3.8 and the validator §4).
+
+#![warn(missing_docs)]
+
+pub mod backend;
+pub mod backend_info;
+pub mod canonical;
+pub mod capabilities;
+pub mod error;
+pub mod format;
+pub mod geometry;
+pub mod identifier;
+pub mod info;
+pub mod limits;
+pub mod negotiate;
+mod number;
+pub mod plan;
+pub mod quality;
+pub mod region;
+pub mod request;
+pub mod reshape;
+pub mod rotation;
+pub mod route;
+pub mod size;
+mod sizing;
+pub mod tile;
+pub mod version;
+
+pub use backend::{backend_query, BackendRequest, BackendSize};
+pub use backend_info::{parse_backend_info, BackendInfo, TileSpec};
+pub use canonical::canonical_path;
+pub use capabilities::Capabilities;
+pub use error::IiifError;
+pub use format::Format;
+pub use geometry::PixelRect;
+pub use identifier::Identifier;
+pub use info::{info_v2, info_v3, InfoOptions};
+pub use limits::{ConfinedUpscale, EffectiveLimits, ImageFacts, Limits};
+pub use negotiate::{
+    canonical_link_header, info_content_type, profile_link_header, profile_link_header_at_level,
+    version_from_accept,
+};
+pub use plan::{plan, Plan, PostSteps};
+pub use quality::Quality;
+pub use region::Region;
+pub use request::ImageRequest;
+pub use reshape::{reshape_for_backend, BackendReshape};
+pub use rotation::Rotation;
+pub use route::{parse_route, Route};
+pub use size::{Size, SizeKind};
+pub use version::Version;

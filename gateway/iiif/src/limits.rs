@@ -1,0 +1,228 @@
+//! Size limits and the facts about an image that planning needs.
+
+/// What a 3.0 `!w,h` without `^` does when the box is larger than the region in both dimensions.
+///
+/// The 3.0 spec says the result is the region's size ("not larger than the extracted region", 200), but the
+/// validator's level-1 `size_noup` test requires an error for `!2000,3000` on a 1000×1000 image, and Cantaloupe
+/// and iipsrv 1.2 answer 400 too (iiif-reference §4.3). The default follows the validator.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum ConfinedUpscale {
+    /// Answer 400, as the validator expects.
+    #[default]
+    Reject,
+    /// Answer the region's own size, as the spec text says.
+    Allow,
+}
+
+/// The deployment's size policy.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Limits {
+    /// The widest output the gateway produces (before rotation).
+    pub max_width: u32,
+    /// The tallest output the gateway produces (before rotation).
+    pub max_height: u32,
+    /// The largest output area in pixels.
+    pub max_area: u64,
+    /// Whether any output may be larger than its region (2.1 implicit upscaling, 3.0 `^`).
+    pub allow_upscaling: bool,
+    /// See [`ConfinedUpscale`].
+    pub confined_upscale: ConfinedUpscale,
+}
+
+impl Default for Limits {
+    /// iipsrv's own default `MAX_CVT` of 5000 in each direction, the area that implies, upscaling allowed (as in
+    /// iipsrv) and the validator-compatible `!w,h` rule.
+    fn default() -> Self {
+        Limits {
+            max_width: 5000,
+            max_height: 5000,
+            max_area: 5000 * 5000,
+            allow_upscaling: true,
+            confined_upscale: ConfinedUpscale::Reject,
+        }
+    }
+}
+
+impl Limits {
+    /// The limits that actually apply to one image: the configured ones, tightened to what the backend can
+    /// produce without distorting (iipsrv clamps anything above `MAX_CVT` into a wrong aspect ratio).
+    pub fn effective(&self, facts: &ImageFacts) -> EffectiveLimits {
+        let max_width = self.max_width.min(facts.backend_max_width).max(1);
+        let max_height = self.max_height.min(facts.backend_max_height).max(1);
+        let max_area = self
+            .max_area
+            .min(u64::from(max_width) * u64::from(max_height))
+            .max(1);
+        EffectiveLimits {
+            max_width,
+            max_height,
+            max_area,
+        }
+    }
+}
+
+/// The size limits that apply to one image, as advertised in its info.json.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct EffectiveLimits {
+    /// `maxWidth`.
+    pub max_width: u32,
+    /// `maxHeight`.
+    pub max_height: u32,
+    /// `maxArea`, never more than `max_width × max_height`.
+    pub max_area: u64,
+}
+
+impl EffectiveLimits {
+    /// True when a `width×height` output respects every limit.
+    pub fn allows(&self, width: u64, height: u64) -> bool {
+        width <= u64::from(self.max_width)
+            && height <= u64::from(self.max_height)
+            && width.saturating_mul(height) <= self.max_area
+    }
+}
+
+/// What the planner needs to know about one image, taken from iipsrv's info.json.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFacts {
+    /// Full-resolution width.
+    pub width: u32,
+    /// Full-resolution height.
+    pub height: u32,
+    /// Tile width of the pyramid.
+    pub tile_width: u32,
+    /// Tile height of the pyramid.
+    pub tile_height: u32,
+    /// The pyramid's scale factors (1, 2, 4, …).
+    pub scale_factors: Vec<u32>,
+    /// Pyramid level sizes as iipsrv lists them: smallest first, never the full resolution, and only levels
+    /// below `MAX_CVT`.
+    pub sizes: Vec<(u32, u32)>,
+    /// iipsrv's `MAX_CVT` for widths.
+    pub backend_max_width: u32,
+    /// iipsrv's `MAX_CVT` for heights.
+    pub backend_max_height: u32,
+}
+
+impl ImageFacts {
+    /// The size of the pyramid level with scale factor `scale`, when it is known exactly.
+    ///
+    /// Level sizes depend on how the pyramid was built (iipsrv's own 1000×750 example lists 250×187, a rounded-down
+    /// level), so they are taken from `sizes` rather than computed. `sizes` is matched from its smallest entry
+    /// against the largest scale factors; an entry must be within a pixel of `size / scale` to count. Scale 1 is
+    /// the full image; a level whose size divides exactly is known even when iipsrv did not list it.
+    pub fn level_size(&self, scale: u32) -> Option<(u32, u32)> {
+        if scale == 1 {
+            return Some((self.width, self.height));
+        }
+        if scale == 0 {
+            return None;
+        }
+        let mut factors: Vec<u32> = self.scale_factors.clone();
+        factors.sort_unstable();
+        factors.dedup();
+        let listed = factors
+            .iter()
+            .rev()
+            .zip(self.sizes.iter())
+            .find(|(factor, _)| **factor == scale)
+            .map(|(_, size)| *size)
+            .filter(|&(level_width, level_height)| {
+                let near = |level: u32, full: u32| {
+                    let exact = f64::from(full) / f64::from(scale);
+                    (f64::from(level) - exact).abs() < 1.0
+                };
+                near(level_width, self.width) && near(level_height, self.height)
+            });
+        if listed.is_some() {
+            return listed;
+        }
+        (self.width % scale == 0 && self.height % scale == 0)
+            .then(|| (self.width / scale, self.height / scale))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn facts(width: u32, height: u32, factors: &[u32], sizes: &[(u32, u32)]) -> ImageFacts {
+        ImageFacts {
+            width,
+            height,
+            tile_width: 256,
+            tile_height: 256,
+            scale_factors: factors.to_vec(),
+            sizes: sizes.to_vec(),
+            backend_max_width: 5000,
+            backend_max_height: 5000,
+        }
+    }
+
+    #[test]
+    fn effective_limits_take_the_tighter_value() {
+        let mut image = facts(100, 100, &[1], &[]);
+        image.backend_max_width = 4000;
+        let limits = Limits {
+            max_width: 6000,
+            max_height: 3000,
+            max_area: u64::MAX,
+            ..Limits::default()
+        };
+        assert_eq!(
+            limits.effective(&image),
+            EffectiveLimits {
+                max_width: 4000,
+                max_height: 3000,
+                max_area: 12_000_000
+            }
+        );
+        let limits = Limits {
+            max_area: 1_000_000,
+            ..Limits::default()
+        };
+        assert_eq!(limits.effective(&image).max_area, 1_000_000);
+    }
+
+    #[test]
+    fn effective_limits_allow() {
+        let limits = EffectiveLimits {
+            max_width: 100,
+            max_height: 50,
+            max_area: 4000,
+        };
+        assert!(limits.allows(100, 40));
+        assert!(!limits.allows(101, 1));
+        assert!(!limits.allows(1, 51));
+        assert!(!limits.allows(100, 41));
+        assert!(!limits.allows(u64::MAX, u64::MAX));
+    }
+
+    #[test]
+    fn level_sizes_come_from_iipsrv_sizes() {
+        // iipsrv's own example: 1000×750 with levels 500×375 and 250×187 (rounded down).
+        let image = facts(1000, 750, &[1, 2, 4], &[(250, 187), (500, 375)]);
+        assert_eq!(image.level_size(1), Some((1000, 750)));
+        assert_eq!(image.level_size(2), Some((500, 375)));
+        assert_eq!(image.level_size(4), Some((250, 187)));
+        assert_eq!(image.level_size(8), None);
+        assert_eq!(image.level_size(0), None);
+    }
+
+    #[test]
+    fn unlisted_levels_are_known_only_when_exact() {
+        // A large image whose biggest levels are above MAX_CVT and therefore not listed.
+        let image = facts(12288, 8192, &[1, 2, 4, 8], &[(1536, 1024), (3072, 2048)]);
+        assert_eq!(image.level_size(2), Some((6144, 4096)));
+        let odd = facts(12289, 8193, &[1, 2, 4, 8], &[(1536, 1024), (3072, 2048)]);
+        assert_eq!(odd.level_size(2), None);
+        assert_eq!(odd.level_size(4), Some((3072, 2048)));
+    }
+
+    #[test]
+    fn inconsistent_sizes_are_ignored() {
+        let image = facts(1000, 750, &[1, 2, 4], &[(999, 999)]);
+        assert_eq!(image.level_size(4), None);
+        // Scale 2 has no listed entry left, but 1000×750 halves exactly.
+        assert_eq!(image.level_size(2), Some((500, 375)));
+    }
+}

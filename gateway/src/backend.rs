@@ -1,0 +1,165 @@
+//! iipsrv as the gateway uses it: info and pixel requests over the FastCGI pool.
+//!
+//! This is the only module that knows how iipsrv wants to be asked (which CGI parameters it
+//! reads) and how its answers map to the client's. Nothing from the client's request reaches
+//! iipsrv except the validated identifier inside `QUERY_STRING`: no client headers (iipsrv would
+//! trust `X-IIIF-ID` and `Host` for the ids it writes), no client query string (iipsrv accepts
+//! other protocols there). iipsrv's own error bodies are logged for operators, never returned,
+//! because they contain filesystem paths.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use bytes::Bytes;
+use iiif::{BackendInfo, BackendRequest, Identifier};
+
+use crate::fcgi::{BackendPool, BackendResponse, FcgiError};
+use crate::metrics::Metrics;
+use crate::reply::Failure;
+
+/// `REQUEST_URI` sent to iipsrv. It must be set (iipsrv refuses info.json without it) and must not
+/// start with a `URI_MAP` prefix such as `/iiif/`, or iipsrv would parse the path instead of the
+/// query string.
+const BACKEND_REQUEST_URI: &str = "/fcgi-bin/iipsrv.fcgi";
+
+/// iipsrv copies this verbatim into the `@id` of its info.json. A fixed, JSON-safe value keeps
+/// its output parseable; the gateway writes the real public id itself.
+const PLACEHOLDER_ID: &str = "urn:iiif-gateway:backend";
+
+/// The pixels of one backend request.
+#[derive(Debug, Clone)]
+pub struct FetchedImage {
+    pub jpeg: Bytes,
+    pub last_modified: Option<String>,
+}
+
+/// The facts of one image as iipsrv reported them.
+#[derive(Debug, Clone)]
+pub struct FetchedInfo {
+    pub info: BackendInfo,
+    pub last_modified: Option<String>,
+}
+
+/// The iipsrv pool, spoken to in iipsrv's IIIF 2 dialect.
+pub struct Iipsrv {
+    pool: Arc<BackendPool>,
+    metrics: Arc<Metrics>,
+}
+
+impl Iipsrv {
+    pub fn new(pool: Arc<BackendPool>, metrics: Arc<Metrics>) -> Self {
+        Iipsrv { pool, metrics }
+    }
+
+    /// Reads an image's size, tiles and pyramid from iipsrv's info.json.
+    ///
+    /// # Errors
+    /// 404 when iipsrv cannot open the identifier as an image, 5xx when iipsrv fails.
+    pub async fn info(&self, identifier: &Identifier) -> Result<FetchedInfo, Failure> {
+        let query = format!("IIIF={}/info.json", identifier.backend_encoded());
+        let response = self.execute("info", &query).await?;
+        match response.status {
+            200 => {}
+            // iipsrv answers 404 for a missing file and 400 for a file that is not a tiled image;
+            // either way there is no image under this identifier.
+            400 | 404 => {
+                self.outcome("not_found");
+                log::info!("iipsrv has no image for {:?}: {}", identifier.decoded(), excerpt(&response.body));
+                return Err(Failure::new(404, "no image with this identifier"));
+            }
+            status => return Err(self.unexpected(status, &query, &response)),
+        }
+        let info = iiif::parse_backend_info(&response.body).map_err(|e| {
+            self.outcome("invalid");
+            log::error!("unparseable info.json from iipsrv for {query}: {e}");
+            Failure::new(502, "the image server returned an invalid info.json")
+        })?;
+        self.outcome("ok");
+        Ok(FetchedInfo {
+            info,
+            last_modified: response.header("Last-Modified").map(str::to_owned),
+        })
+    }
+
+    /// Renders the pixels of a planned request (always a JPEG).
+    ///
+    /// # Errors
+    /// 404 when the image vanished, 502/503/504 when iipsrv fails, is busy or is slow.
+    pub async fn image(&self, identifier: &Identifier, request: &BackendRequest) -> Result<FetchedImage, Failure> {
+        let query = iiif::backend_query(identifier, request);
+        let response = self.execute("image", &query).await?;
+        match response.status {
+            200 if response.body.starts_with(&[0xFF, 0xD8]) => {
+                self.outcome("ok");
+                Ok(FetchedImage {
+                    last_modified: response.header("Last-Modified").map(str::to_owned),
+                    jpeg: response.body,
+                })
+            }
+            // iipsrv 1.1 sometimes answers 200 with raw pixels or a second CGI head instead of a JPEG.
+            200 => {
+                self.outcome("invalid");
+                log::error!("iipsrv returned 200 without a JPEG for {query}");
+                Err(Failure::new(502, "the image server returned an invalid image"))
+            }
+            404 => {
+                self.outcome("not_found");
+                Err(Failure::new(404, "no image with this identifier"))
+            }
+            status => Err(self.unexpected(status, &query, &response)),
+        }
+    }
+
+    async fn execute(&self, kind: &str, query: &str) -> Result<BackendResponse, Failure> {
+        let params = [
+            ("QUERY_STRING", query),
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_URI", BACKEND_REQUEST_URI),
+            ("SCRIPT_NAME", BACKEND_REQUEST_URI),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+            ("SERVER_NAME", "iiif-gateway"),
+            ("HTTP_HOST", "iiif-gateway"),
+            ("HTTP_X_IIIF_ID", PLACEHOLDER_ID),
+        ];
+        let started = Instant::now();
+        let result = self.pool.execute(&params).await;
+        self.metrics
+            .backend_duration
+            .with_label_values(&[kind])
+            .observe(started.elapsed().as_secs_f64());
+        result.map_err(|error| self.failure_of(error, query))
+    }
+
+    fn failure_of(&self, error: FcgiError, query: &str) -> Failure {
+        let (outcome, failure) = match &error {
+            FcgiError::Saturated => ("saturated", Failure::unavailable("all image server processes are busy", 1)),
+            FcgiError::NoHealthyBackend => ("unavailable", Failure::unavailable("no image server process is available", 5)),
+            FcgiError::Timeout(_) => ("timeout", Failure::new(504, "the image server took too long")),
+            FcgiError::EndedWithoutResponse => ("crashed", Failure::new(502, "the image server failed on this request")),
+            _ => ("error", Failure::new(502, "the image server could not be reached")),
+        };
+        self.outcome(outcome);
+        if outcome == "saturated" {
+            log::warn!("iipsrv pool saturated for {query}");
+        } else {
+            log::error!("iipsrv request {query} failed: {error}");
+        }
+        failure
+    }
+
+    fn unexpected(&self, status: u16, query: &str, response: &BackendResponse) -> Failure {
+        self.outcome("rejected");
+        log::error!("iipsrv answered {status} to {query}: {}", excerpt(&response.body));
+        Failure::new(502, "the image server rejected the request")
+    }
+
+    fn outcome(&self, outcome: &str) {
+        self.metrics.backend_requests.with_label_values(&[outcome]).inc();
+    }
+}
+
+/// The start of an iipsrv error body, on one line, for the log.
+fn excerpt(body: &[u8]) -> String {
+    let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
+}

@@ -1,0 +1,511 @@
+//! The gateway's configuration: one YAML file shared with Pingora.
+//!
+//! Pingora reads its own top-level keys (`threads`, `pid_file`, `grace_period_seconds`, …) and
+//! ignores the rest; everything the gateway needs lives under the `gateway:` key. Loading happens
+//! in two stages, as in ripgrep's flags: [`RawGatewayConfig`] mirrors the file (serde, unknown keys
+//! refused so typos fail loudly), then [`RawGatewayConfig::resolve`] checks every value and
+//! produces a [`GatewayConfig`] with typed durations and addresses. Resolution reports every
+//! problem it finds, not only the first, so an operator fixes the file in one pass.
+
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::time::Duration;
+
+use ipnet::IpNet;
+use serde::Deserialize;
+
+/// The whole configuration file as the gateway sees it.
+#[derive(Debug, Deserialize)]
+struct RawFile {
+    gateway: Option<RawGatewayConfig>,
+}
+
+/// The `gateway:` section exactly as written in the file.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawGatewayConfig {
+    /// Public IIIF listener, `HOST:PORT`.
+    #[serde(default = "defaults::listen")]
+    pub listen: String,
+    /// Admin listener (`/metrics`, `/healthz`, `/readyz`); must not be the public one.
+    #[serde(default = "defaults::admin_listen")]
+    pub admin_listen: String,
+    /// Base of every public id, e.g. `https://images.example.org`. When absent, ids are built
+    /// from the `Host` and `X-Forwarded-*` headers of trusted proxies, or from `listen`.
+    #[serde(default)]
+    pub public_base_url: Option<String>,
+    /// Path prefix of the IIIF endpoints.
+    #[serde(default = "defaults::prefix")]
+    pub prefix: String,
+    /// Peers whose `Host` and `X-Forwarded-Proto/Host/Prefix` headers are believed (CIDRs).
+    #[serde(default)]
+    pub trusted_proxies: Vec<String>,
+    #[serde(default)]
+    pub iiif: RawIiif,
+    pub backend: RawBackend,
+    #[serde(default)]
+    pub output: RawOutput,
+    #[serde(default)]
+    pub cache_control: RawCacheControl,
+}
+
+/// `gateway.iiif`: the limits and the behaviour choices of the IIIF API.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawIiif {
+    #[serde(default = "defaults::max_side")]
+    pub max_width: u32,
+    #[serde(default = "defaults::max_side")]
+    pub max_height: u32,
+    #[serde(default = "defaults::max_area")]
+    pub max_area: u64,
+    #[serde(default = "defaults::yes")]
+    pub allow_upscaling: bool,
+    /// `reject` (what the IIIF validator expects) or `allow` (what the 3.0 text says) for a v3
+    /// `!w,h` box larger than the region.
+    #[serde(default = "defaults::confined_upscale")]
+    pub confined_upscale: String,
+    /// Version that unversioned URLs redirect to.
+    #[serde(default = "defaults::version")]
+    pub default_version: u8,
+    /// Seconds an image's facts (size, tiles) are reused before iipsrv is asked again.
+    #[serde(default = "defaults::facts_ttl_seconds")]
+    pub facts_ttl_seconds: u64,
+    /// A `rights` URI to publish in every info.json (v3 `rights`, v2 `license`).
+    #[serde(default)]
+    pub rights: Option<String>,
+}
+
+impl Default for RawIiif {
+    fn default() -> Self {
+        serde_yaml_ng::from_str("{}").expect("defaults of gateway.iiif")
+    }
+}
+
+/// `gateway.backend`: the pool of iipsrv processes.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawBackend {
+    /// iipsrv FastCGI addresses: `HOST:PORT` or `unix:/path.sock`, one process each.
+    pub addresses: Vec<String>,
+    /// The `MAX_CVT` the iipsrv processes were started with; iipsrv distorts beyond it.
+    #[serde(default = "defaults::max_side")]
+    pub max_cvt: u32,
+    #[serde(default = "defaults::connect_timeout_ms")]
+    pub connect_timeout_ms: u64,
+    #[serde(default = "defaults::first_byte_timeout_ms")]
+    pub first_byte_timeout_ms: u64,
+    #[serde(default = "defaults::total_timeout_ms")]
+    pub total_timeout_ms: u64,
+    #[serde(default = "defaults::queue_timeout_ms")]
+    pub queue_timeout_ms: u64,
+    #[serde(default = "defaults::health_interval_ms")]
+    pub health_interval_ms: u64,
+    #[serde(default = "defaults::health_timeout_ms")]
+    pub health_timeout_ms: u64,
+    #[serde(default = "defaults::max_response_bytes")]
+    pub max_response_bytes: usize,
+}
+
+/// `gateway.output`: how the gateway encodes what it renders itself.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawOutput {
+    #[serde(default = "defaults::jpeg_quality")]
+    pub jpeg_quality: u8,
+}
+
+impl Default for RawOutput {
+    fn default() -> Self {
+        RawOutput {
+            jpeg_quality: defaults::jpeg_quality(),
+        }
+    }
+}
+
+/// `gateway.cache_control`: `Cache-Control` values per response class.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawCacheControl {
+    #[serde(default = "defaults::cc_image")]
+    pub image: String,
+    #[serde(default = "defaults::cc_info")]
+    pub info: String,
+    #[serde(default = "defaults::cc_redirect")]
+    pub redirect: String,
+    #[serde(default = "defaults::cc_error")]
+    pub error: String,
+}
+
+impl Default for RawCacheControl {
+    fn default() -> Self {
+        RawCacheControl {
+            image: defaults::cc_image(),
+            info: defaults::cc_info(),
+            redirect: defaults::cc_redirect(),
+            error: defaults::cc_error(),
+        }
+    }
+}
+
+mod defaults {
+    pub(super) fn listen() -> String {
+        "127.0.0.1:8080".into()
+    }
+    pub(super) fn admin_listen() -> String {
+        "127.0.0.1:9180".into()
+    }
+    pub(super) fn prefix() -> String {
+        "/iiif".into()
+    }
+    pub(super) fn max_side() -> u32 {
+        5000
+    }
+    pub(super) fn max_area() -> u64 {
+        25_000_000
+    }
+    pub(super) fn yes() -> bool {
+        true
+    }
+    pub(super) fn confined_upscale() -> String {
+        "reject".into()
+    }
+    pub(super) fn version() -> u8 {
+        3
+    }
+    pub(super) fn facts_ttl_seconds() -> u64 {
+        300
+    }
+    pub(super) fn connect_timeout_ms() -> u64 {
+        1000
+    }
+    pub(super) fn first_byte_timeout_ms() -> u64 {
+        15_000
+    }
+    pub(super) fn total_timeout_ms() -> u64 {
+        30_000
+    }
+    pub(super) fn queue_timeout_ms() -> u64 {
+        5000
+    }
+    pub(super) fn health_interval_ms() -> u64 {
+        2000
+    }
+    pub(super) fn health_timeout_ms() -> u64 {
+        1000
+    }
+    pub(super) fn max_response_bytes() -> usize {
+        64 << 20
+    }
+    pub(super) fn jpeg_quality() -> u8 {
+        90
+    }
+    pub(super) fn cc_image() -> String {
+        "public, max-age=2592000".into()
+    }
+    pub(super) fn cc_info() -> String {
+        "public, max-age=86400".into()
+    }
+    pub(super) fn cc_redirect() -> String {
+        "public, max-age=3600".into()
+    }
+    pub(super) fn cc_error() -> String {
+        "no-store".into()
+    }
+}
+
+/// The validated configuration the gateway runs with.
+#[derive(Debug, Clone)]
+pub struct GatewayConfig {
+    pub listen: SocketAddr,
+    pub admin_listen: SocketAddr,
+    /// Without a trailing slash.
+    pub public_base_url: Option<String>,
+    /// Starts with `/`, no trailing slash.
+    pub prefix: String,
+    pub trusted_proxies: Vec<IpNet>,
+    pub limits: iiif::Limits,
+    pub default_version: iiif::Version,
+    pub facts_ttl: Duration,
+    pub rights: Option<String>,
+    pub backend: BackendConfig,
+    pub jpeg_quality: u8,
+    pub cache_control: RawCacheControlValues,
+}
+
+/// `Cache-Control` values, validated as header values.
+#[derive(Debug, Clone)]
+pub struct RawCacheControlValues {
+    pub image: String,
+    pub info: String,
+    pub redirect: String,
+    pub error: String,
+}
+
+/// The iipsrv pool settings.
+#[derive(Debug, Clone)]
+pub struct BackendConfig {
+    pub addresses: Vec<String>,
+    pub max_cvt: u32,
+    pub connect_timeout: Duration,
+    pub first_byte_timeout: Duration,
+    pub total_timeout: Duration,
+    pub queue_timeout: Duration,
+    pub health_interval: Duration,
+    pub health_timeout: Duration,
+    pub max_response_bytes: usize,
+}
+
+/// Every problem found in a configuration file, one per line.
+#[derive(Debug, PartialEq)]
+pub struct ConfigError {
+    pub problems: Vec<String>,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "invalid configuration:")?;
+        for problem in &self.problems {
+            write!(f, "\n  - {problem}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+impl ConfigError {
+    fn one(problem: impl Into<String>) -> Self {
+        ConfigError {
+            problems: vec![problem.into()],
+        }
+    }
+}
+
+/// Parses the `gateway:` section of a configuration file's text.
+///
+/// # Errors
+/// A [`ConfigError`] listing every invalid or missing value.
+pub fn parse(yaml: &str) -> Result<GatewayConfig, ConfigError> {
+    let file: RawFile = serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::one(e.to_string()))?;
+    let raw = file
+        .gateway
+        .ok_or_else(|| ConfigError::one("missing section `gateway:`"))?;
+    raw.resolve()
+}
+
+impl RawGatewayConfig {
+    /// Checks every value and converts it to its runtime type.
+    ///
+    /// # Errors
+    /// A [`ConfigError`] listing every problem, not only the first.
+    pub fn resolve(self) -> Result<GatewayConfig, ConfigError> {
+        let mut problems = Vec::new();
+        let listen = socket_addr("gateway.listen", &self.listen, &mut problems);
+        let admin_listen = socket_addr("gateway.admin_listen", &self.admin_listen, &mut problems);
+        if listen.is_some() && listen == admin_listen {
+            problems.push("gateway.admin_listen must differ from gateway.listen: admin endpoints are never public".into());
+        }
+        let public_base_url = self.public_base_url.as_deref().map(|url| url.trim_end_matches('/').to_owned());
+        if let Some(url) = &public_base_url {
+            if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(['?', '#', ' ']) {
+                problems.push(format!("gateway.public_base_url: {url:?} is not an http(s) URL without query or fragment"));
+            }
+        }
+        let prefix = self.prefix.trim_end_matches('/').to_owned();
+        if !prefix.starts_with('/') || prefix.contains(['?', '#', ' ', '%']) {
+            problems.push(format!("gateway.prefix: {:?} must start with '/' and be a plain path", self.prefix));
+        }
+        let trusted_proxies = self
+            .trusted_proxies
+            .iter()
+            .filter_map(|cidr| parse_cidr(cidr).map_err(|e| problems.push(format!("gateway.trusted_proxies: {e}"))).ok())
+            .collect();
+
+        let iiif = &self.iiif;
+        let backend = &self.backend;
+        for (name, value) in [("gateway.iiif.max_width", iiif.max_width), ("gateway.iiif.max_height", iiif.max_height)] {
+            if value == 0 {
+                problems.push(format!("{name} must be at least 1"));
+            }
+        }
+        if iiif.max_area == 0 {
+            problems.push("gateway.iiif.max_area must be at least 1".into());
+        }
+        if backend.max_cvt < 64 {
+            problems.push("gateway.backend.max_cvt must be at least 64 (iipsrv raises smaller values to 64)".into());
+        }
+        let confined_upscale = match iiif.confined_upscale.as_str() {
+            "reject" => iiif::ConfinedUpscale::Reject,
+            "allow" => iiif::ConfinedUpscale::Allow,
+            other => {
+                problems.push(format!("gateway.iiif.confined_upscale: {other:?} is neither \"reject\" nor \"allow\""));
+                iiif::ConfinedUpscale::Reject
+            }
+        };
+        let default_version = match iiif.default_version {
+            2 => iiif::Version::V2,
+            3 => iiif::Version::V3,
+            other => {
+                problems.push(format!("gateway.iiif.default_version: {other} is neither 2 nor 3"));
+                iiif::Version::V3
+            }
+        };
+        if backend.addresses.is_empty() {
+            problems.push("gateway.backend.addresses: list at least one iipsrv process".into());
+        }
+        for address in &backend.addresses {
+            let valid = match address.strip_prefix("unix:") {
+                Some(path) => path.starts_with('/'),
+                None => address.parse::<SocketAddr>().is_ok(),
+            };
+            if !valid {
+                problems.push(format!("gateway.backend.addresses: {address:?} is neither HOST:PORT nor unix:/absolute/path"));
+            }
+        }
+        for (name, ms) in [
+            ("connect_timeout_ms", backend.connect_timeout_ms),
+            ("first_byte_timeout_ms", backend.first_byte_timeout_ms),
+            ("total_timeout_ms", backend.total_timeout_ms),
+            ("queue_timeout_ms", backend.queue_timeout_ms),
+            ("health_interval_ms", backend.health_interval_ms),
+            ("health_timeout_ms", backend.health_timeout_ms),
+        ] {
+            if ms == 0 {
+                problems.push(format!("gateway.backend.{name} must be at least 1"));
+            }
+        }
+        if backend.first_byte_timeout_ms > backend.total_timeout_ms {
+            problems.push("gateway.backend.first_byte_timeout_ms must not exceed total_timeout_ms".into());
+        }
+        if !(1..=100).contains(&self.output.jpeg_quality) {
+            problems.push("gateway.output.jpeg_quality must be between 1 and 100".into());
+        }
+        let cc = &self.cache_control;
+        for (name, value) in [("image", &cc.image), ("info", &cc.info), ("redirect", &cc.redirect), ("error", &cc.error)] {
+            if value.is_empty() || value.bytes().any(|b| b < 0x20 || b == 0x7f) {
+                problems.push(format!("gateway.cache_control.{name} must be a non-empty single-line header value"));
+            }
+        }
+        if let Some(rights) = &iiif.rights {
+            if !(rights.starts_with("http://") || rights.starts_with("https://")) {
+                problems.push("gateway.iiif.rights must be a URI (Creative Commons or RightsStatements.org)".into());
+            }
+        }
+
+        if !problems.is_empty() {
+            return Err(ConfigError { problems });
+        }
+        Ok(GatewayConfig {
+            listen: listen.expect("checked above"),
+            admin_listen: admin_listen.expect("checked above"),
+            public_base_url,
+            prefix,
+            trusted_proxies,
+            limits: iiif::Limits {
+                max_width: iiif.max_width,
+                max_height: iiif.max_height,
+                max_area: iiif.max_area,
+                allow_upscaling: iiif.allow_upscaling,
+                confined_upscale,
+            },
+            default_version,
+            facts_ttl: Duration::from_secs(iiif.facts_ttl_seconds),
+            rights: iiif.rights.clone(),
+            backend: BackendConfig {
+                addresses: backend.addresses.clone(),
+                max_cvt: backend.max_cvt,
+                connect_timeout: Duration::from_millis(backend.connect_timeout_ms),
+                first_byte_timeout: Duration::from_millis(backend.first_byte_timeout_ms),
+                total_timeout: Duration::from_millis(backend.total_timeout_ms),
+                queue_timeout: Duration::from_millis(backend.queue_timeout_ms),
+                health_interval: Duration::from_millis(backend.health_interval_ms),
+                health_timeout: Duration::from_millis(backend.health_timeout_ms),
+                max_response_bytes: backend.max_response_bytes,
+            },
+            jpeg_quality: self.output.jpeg_quality,
+            cache_control: RawCacheControlValues {
+                image: cc.image.clone(),
+                info: cc.info.clone(),
+                redirect: cc.redirect.clone(),
+                error: cc.error.clone(),
+            },
+        })
+    }
+}
+
+fn socket_addr(name: &str, value: &str, problems: &mut Vec<String>) -> Option<SocketAddr> {
+    value
+        .parse()
+        .map_err(|_| problems.push(format!("{name}: {value:?} is not an IP:PORT address")))
+        .ok()
+}
+
+fn parse_cidr(value: &str) -> Result<IpNet, String> {
+    value
+        .parse::<IpNet>()
+        .or_else(|_| value.parse::<IpAddr>().map(IpNet::from))
+        .map_err(|_| format!("{value:?} is neither an IP address nor a CIDR"))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MINIMAL: &str = "gateway:\n  backend:\n    addresses: [127.0.0.1:9001]\n";
+
+    #[test]
+    fn minimal_file_gets_the_documented_defaults() {
+        let config = parse(MINIMAL).unwrap();
+        assert_eq!(config.listen, "127.0.0.1:8080".parse().unwrap());
+        assert_eq!(config.admin_listen, "127.0.0.1:9180".parse().unwrap());
+        assert_eq!(config.prefix, "/iiif");
+        assert_eq!(config.limits.max_width, 5000);
+        assert_eq!(config.limits.max_area, 25_000_000);
+        assert_eq!(config.limits.confined_upscale, iiif::ConfinedUpscale::Reject);
+        assert_eq!(config.default_version, iiif::Version::V3);
+        assert_eq!(config.backend.addresses, vec!["127.0.0.1:9001".to_string()]);
+    }
+
+    #[test]
+    fn pingora_keys_beside_the_gateway_section_are_ignored() {
+        let yaml = format!("version: 1\nthreads: 2\npid_file: /run/x.pid\n{MINIMAL}");
+        assert!(parse(&yaml).is_ok());
+    }
+
+    #[test]
+    fn every_problem_is_reported_at_once() {
+        let yaml = "gateway:\n  listen: nowhere\n  prefix: iiif\n  trusted_proxies: [10.0.0.0/33]\n  iiif:\n    confined_upscale: maybe\n    default_version: 4\n  backend:\n    addresses: []\n    connect_timeout_ms: 0\n";
+        let error = parse(yaml).unwrap_err();
+        let text = error.to_string();
+        for expected in ["gateway.listen", "gateway.prefix", "trusted_proxies", "confined_upscale", "default_version", "addresses", "connect_timeout_ms"] {
+            assert!(text.contains(expected), "{expected} missing from:\n{text}");
+        }
+        assert_eq!(error.problems.len(), 7, "{text}");
+    }
+
+    #[test]
+    fn unknown_keys_are_refused_with_their_name() {
+        let yaml = "gateway:\n  backend:\n    addresses: [127.0.0.1:9001]\n    adresses: []\n";
+        assert!(parse(yaml).unwrap_err().to_string().contains("adresses"));
+    }
+
+    #[test]
+    fn admin_listener_cannot_be_the_public_one() {
+        let yaml = "gateway:\n  listen: 127.0.0.1:8080\n  admin_listen: 127.0.0.1:8080\n  backend:\n    addresses: [127.0.0.1:9001]\n";
+        assert!(parse(yaml).unwrap_err().to_string().contains("admin endpoints are never public"));
+    }
+
+    #[test]
+    fn missing_gateway_section_is_named() {
+        assert_eq!(parse("version: 1\n").unwrap_err(), ConfigError::one("missing section `gateway:`"));
+    }
+
+    #[test]
+    fn trailing_slashes_are_normalised() {
+        let yaml = "gateway:\n  public_base_url: https://img.example.org/\n  prefix: /iiif/\n  backend:\n    addresses: [unix:/run/iipsrv.sock]\n";
+        let config = parse(yaml).unwrap();
+        assert_eq!(config.public_base_url.as_deref(), Some("https://img.example.org"));
+        assert_eq!(config.prefix, "/iiif");
+    }
+}

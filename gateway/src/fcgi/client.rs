@@ -1,0 +1,389 @@
+//! One FastCGI request over one fresh connection.
+//!
+//! Connections are never kept open. libfcgi serves the connection it accepted until the client
+//! closes it, so an idle kept-alive connection pins a single-threaded iipsrv process to one client
+//! (measured, pingora-notes §3.3). A short connection per request costs a connect on loopback and
+//! keeps every process available to everyone, including a new gateway process during an upgrade.
+
+use std::io;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use bytes::BytesMut;
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::net::{TcpStream, UnixStream};
+use tokio::time::{timeout_at, Instant};
+
+use super::cgi::{parse_response, BackendResponse};
+use super::record::{self, kind, Header, HEADER_LEN, REQUEST_ID};
+use super::{FcgiError, Phase};
+
+/// The CGI head may not be longer than this; iipsrv's heads are a few hundred bytes.
+pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+
+/// At most this much of a process's `STDERR` is logged per request.
+const MAX_STDERR_LOGGED: usize = 2048;
+
+/// Where an iipsrv process listens: `127.0.0.1:9001` or `unix:/run/iipsrv/1.sock`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(crate) enum BackendAddr {
+    Tcp(String),
+    Unix(PathBuf),
+}
+
+impl BackendAddr {
+    pub(crate) fn parse(text: &str) -> BackendAddr {
+        match text.strip_prefix("unix:") {
+            Some(path) => BackendAddr::Unix(PathBuf::from(path)),
+            None => BackendAddr::Tcp(text.to_owned()),
+        }
+    }
+}
+
+/// The bounds of one exchange.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Limits {
+    pub(crate) connect_timeout: Duration,
+    /// From the moment the connection is open until the first record arrives.
+    pub(crate) first_byte_timeout: Duration,
+    /// From the start of the connect until `END_REQUEST`.
+    pub(crate) total_timeout: Duration,
+    /// Limit on the `STDOUT` stream (head and body).
+    pub(crate) max_response_bytes: usize,
+}
+
+/// Sends one encoded request (see [`record::encode_request`]) and reads the complete answer.
+///
+/// `label` names the process in log lines.
+///
+/// # Errors
+/// Any [`FcgiError`] except `Saturated` and `NoHealthyBackend`.
+pub(crate) async fn execute_once(
+    addr: &BackendAddr,
+    label: &str,
+    request: &[u8],
+    limits: &Limits,
+) -> Result<BackendResponse, FcgiError> {
+    let started = Instant::now();
+    let total_deadline = started + limits.total_timeout;
+    let connect_deadline = (started + limits.connect_timeout).min(total_deadline);
+    match addr {
+        BackendAddr::Tcp(host_port) => {
+            let stream = connect(connect_deadline, TcpStream::connect(host_port.as_str())).await?;
+            // The request is one write and the answer is read to the end, but without NODELAY a
+            // small final segment from us could still wait for a delayed ACK.
+            if let Err(e) = stream.set_nodelay(true) {
+                log::debug!("iipsrv {label}: cannot set TCP_NODELAY: {e}");
+            }
+            exchange(stream, label, request, limits, total_deadline).await
+        }
+        BackendAddr::Unix(path) => {
+            let stream = connect(connect_deadline, UnixStream::connect(path)).await?;
+            exchange(stream, label, request, limits, total_deadline).await
+        }
+    }
+}
+
+async fn connect<S>(
+    deadline: Instant,
+    fut: impl std::future::Future<Output = io::Result<S>>,
+) -> Result<S, FcgiError> {
+    match timeout_at(deadline, fut).await {
+        Ok(Ok(stream)) => Ok(stream),
+        Ok(Err(e)) => Err(FcgiError::Connect(e)),
+        Err(_) => Err(FcgiError::Timeout(Phase::Connect)),
+    }
+}
+
+/// Runs the exchange on an open connection under the total deadline.
+pub(crate) async fn exchange<S>(
+    stream: S,
+    label: &str,
+    request: &[u8],
+    limits: &Limits,
+    total_deadline: Instant,
+) -> Result<BackendResponse, FcgiError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let first_byte_deadline = (Instant::now() + limits.first_byte_timeout).min(total_deadline);
+    let conversation = converse(stream, label, request, limits, first_byte_deadline);
+    match timeout_at(total_deadline, conversation).await {
+        Ok(result) => result,
+        Err(_) => Err(FcgiError::Timeout(Phase::Total)),
+    }
+}
+
+async fn converse<S>(
+    stream: S,
+    label: &str,
+    request: &[u8],
+    limits: &Limits,
+    first_byte_deadline: Instant,
+) -> Result<BackendResponse, FcgiError>
+where
+    S: AsyncRead + AsyncWrite + Unpin,
+{
+    let mut conn = BufReader::with_capacity(64 * 1024, stream);
+
+    let first = timeout_at(first_byte_deadline, async {
+        conn.write_all(request).await.map_err(FcgiError::Io)?;
+        read_header(&mut conn).await
+    })
+    .await
+    .map_err(|_| FcgiError::Timeout(Phase::FirstByte))??;
+
+    let mut stdout = BytesMut::new();
+    let mut stderr = Vec::new();
+    let mut next = first;
+    let app_status = loop {
+        // EOF before END_REQUEST: the process died (or closed on us) mid-request.
+        let header = next.ok_or(FcgiError::EndedWithoutResponse)?;
+        if header.request_id != REQUEST_ID {
+            return Err(FcgiError::Protocol(format!(
+                "record for request id {} on a connection carrying request {REQUEST_ID}",
+                header.request_id
+            )));
+        }
+        let len = usize::from(header.content_len);
+        match header.kind {
+            kind::STDOUT => {
+                if stdout.len() + len > limits.max_response_bytes {
+                    return Err(FcgiError::TooLarge(limits.max_response_bytes));
+                }
+                let start = stdout.len();
+                stdout.resize(start + len, 0);
+                read_content(&mut conn, &mut stdout[start..]).await?;
+            }
+            kind::STDERR => {
+                let mut content = vec![0; len];
+                read_content(&mut conn, &mut content).await?;
+                let room = MAX_STDERR_LOGGED.saturating_sub(stderr.len());
+                stderr.extend_from_slice(&content[..len.min(room)]);
+            }
+            kind::END_REQUEST => {
+                let mut content = vec![0; len];
+                read_content(&mut conn, &mut content).await?;
+                break record::parse_end_request(&content)?;
+            }
+            other => {
+                log::debug!("iipsrv {label}: ignoring fastcgi record of type {other}");
+                discard(&mut conn, len).await?;
+            }
+        }
+        discard(&mut conn, usize::from(header.padding_len)).await?;
+        next = read_header(&mut conn).await?;
+    };
+
+    if !stderr.is_empty() {
+        log::warn!(
+            "iipsrv {label} stderr: {}",
+            String::from_utf8_lossy(&stderr).trim_end()
+        );
+    }
+    if stdout.is_empty() {
+        log::debug!("iipsrv {label}: END_REQUEST (app status {app_status}) without output");
+        return Err(FcgiError::EndedWithoutResponse);
+    }
+    parse_response(stdout.freeze(), MAX_HEAD_BYTES)
+}
+
+/// Reads the next record header. `None` means the connection ended (cleanly or not) before one
+/// was complete: for a FastCGI server that has not sent `END_REQUEST` yet, both mean the same.
+async fn read_header<R: AsyncRead + Unpin>(conn: &mut R) -> Result<Option<Header>, FcgiError> {
+    let mut bytes = [0u8; HEADER_LEN];
+    match conn.read_exact(&mut bytes).await {
+        Ok(_) => Header::parse(&bytes).map(Some),
+        Err(e) if ended(&e) => Ok(None),
+        Err(e) => Err(FcgiError::Io(e)),
+    }
+}
+
+async fn read_content<R: AsyncRead + Unpin>(conn: &mut R, buf: &mut [u8]) -> Result<(), FcgiError> {
+    match conn.read_exact(buf).await {
+        Ok(_) => Ok(()),
+        Err(e) if ended(&e) => Err(FcgiError::EndedWithoutResponse),
+        Err(e) => Err(FcgiError::Io(e)),
+    }
+}
+
+async fn discard<R: AsyncRead + Unpin>(conn: &mut R, len: usize) -> Result<(), FcgiError> {
+    let mut scratch = [0u8; 256];
+    let mut left = len;
+    while left > 0 {
+        let n = left.min(scratch.len());
+        read_content(conn, &mut scratch[..n]).await?;
+        left -= n;
+    }
+    Ok(())
+}
+
+/// EOF, or a reset from a process that died with our request unread.
+fn ended(e: &io::Error) -> bool {
+    matches!(
+        e.kind(),
+        io::ErrorKind::UnexpectedEof
+            | io::ErrorKind::ConnectionReset
+            | io::ErrorKind::ConnectionAborted
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use bytes::{BufMut, Bytes};
+    use tokio::io::duplex;
+
+    const LIMITS: Limits = Limits {
+        connect_timeout: Duration::from_secs(1),
+        first_byte_timeout: Duration::from_millis(200),
+        total_timeout: Duration::from_millis(500),
+        max_response_bytes: 1024,
+    };
+
+    fn rec(kind: u8, content: &[u8], padding: u8) -> Vec<u8> {
+        let mut out = BytesMut::new();
+        out.put_u8(1);
+        out.put_u8(kind);
+        out.put_u16(REQUEST_ID);
+        out.put_u16(content.len() as u16);
+        out.put_u8(padding);
+        out.put_u8(0);
+        out.put_slice(content);
+        out.put_bytes(0, usize::from(padding));
+        out.to_vec()
+    }
+
+    fn end_request() -> Vec<u8> {
+        rec(kind::END_REQUEST, &[0, 0, 0, 0, 0, 0, 0, 0], 0)
+    }
+
+    /// Plays a scripted server: reads the request, then writes `answer` (and closes).
+    async fn run(answer: Vec<u8>, close: bool) -> Result<BackendResponse, FcgiError> {
+        let (client, mut server) = duplex(64 * 1024);
+        let request = record::encode_request(&[("QUERY_STRING", "")], false).unwrap();
+        let expected = request.len();
+        let server = tokio::spawn(async move {
+            let mut got = vec![0; expected];
+            server.read_exact(&mut got).await.unwrap();
+            server.write_all(&answer).await.unwrap();
+            if close {
+                drop(server);
+            } else {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+            }
+        });
+        let result = exchange(
+            client,
+            "test",
+            &request,
+            &LIMITS,
+            Instant::now() + LIMITS.total_timeout,
+        )
+        .await;
+        server.abort();
+        result
+    }
+
+    #[tokio::test]
+    async fn stdout_records_are_joined_and_stderr_is_not_output() {
+        let mut answer = rec(kind::STDOUT, b"Status: 404 Not Found\r\nX-A: 1\r\n", 3);
+        answer.extend(rec(kind::STDERR, b"warning from the app", 0));
+        answer.extend(rec(kind::STDOUT, b"\r\nbody", 2));
+        answer.extend(rec(kind::STDOUT, b"", 0));
+        answer.extend(end_request());
+        let r = run(answer, true).await.unwrap();
+        assert_eq!(r.status, 404);
+        assert_eq!(r.header("x-a"), Some("1"));
+        assert_eq!(r.body, Bytes::from_static(b"body"));
+    }
+
+    #[tokio::test]
+    async fn eof_before_end_request_is_an_error_even_with_output() {
+        let answer = rec(kind::STDOUT, b"Content-Type: image/jpeg\r\n\r\n\xFF\xD8", 0);
+        assert!(matches!(
+            run(answer, true).await,
+            Err(FcgiError::EndedWithoutResponse)
+        ));
+        assert!(matches!(
+            run(Vec::new(), true).await,
+            Err(FcgiError::EndedWithoutResponse)
+        ));
+        // A record cut in the middle.
+        let mut cut = rec(kind::STDOUT, b"Content-Type: image/jpeg\r\n\r\n", 0);
+        cut.truncate(12);
+        assert!(matches!(
+            run(cut, true).await,
+            Err(FcgiError::EndedWithoutResponse)
+        ));
+    }
+
+    #[tokio::test]
+    async fn end_request_without_output_is_an_error() {
+        assert!(matches!(
+            run(end_request(), true).await,
+            Err(FcgiError::EndedWithoutResponse)
+        ));
+    }
+
+    #[tokio::test]
+    async fn a_refusing_server_is_a_protocol_error() {
+        let answer = rec(kind::END_REQUEST, &[0, 0, 0, 0, 2, 0, 0, 0], 0);
+        assert!(matches!(
+            run(answer, true).await,
+            Err(FcgiError::Protocol(_))
+        ));
+        assert!(matches!(
+            run(b"HTTP/1.1 400 Bad Request\r\n\r\n".to_vec(), true).await,
+            Err(FcgiError::Protocol(_))
+        ));
+    }
+
+    #[tokio::test]
+    async fn output_is_bounded() {
+        let mut answer = rec(kind::STDOUT, &[b'a'; 1000], 0);
+        answer.extend(rec(kind::STDOUT, &[b'a'; 100], 0));
+        answer.extend(end_request());
+        assert!(matches!(
+            run(answer, true).await,
+            Err(FcgiError::TooLarge(1024))
+        ));
+    }
+
+    #[tokio::test]
+    async fn silence_is_a_first_byte_timeout_and_a_stall_a_total_timeout() {
+        let started = Instant::now();
+        assert!(matches!(
+            run(Vec::new(), false).await,
+            Err(FcgiError::Timeout(Phase::FirstByte))
+        ));
+        assert!(started.elapsed() < Duration::from_millis(450));
+        let stalled = rec(kind::STDOUT, b"Content-Type: image/jpeg\r\n\r\n", 0);
+        assert!(matches!(
+            run(stalled, false).await,
+            Err(FcgiError::Timeout(Phase::Total))
+        ));
+    }
+
+    #[tokio::test]
+    async fn connect_failures_are_connect_errors() {
+        let listener = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        let addr = listener.local_addr().unwrap().to_string();
+        drop(listener);
+        let request = record::encode_request(&[], false).unwrap();
+        let result = execute_once(&BackendAddr::parse(&addr), "test", &request, &LIMITS).await;
+        assert!(
+            matches!(&result, Err(e @ FcgiError::Connect(_)) if e.is_retryable()),
+            "{result:?}"
+        );
+        let missing = BackendAddr::parse("unix:/nonexistent/iipsrv.sock");
+        assert_eq!(
+            missing,
+            BackendAddr::Unix(PathBuf::from("/nonexistent/iipsrv.sock"))
+        );
+        assert!(matches!(
+            execute_once(&missing, "test", &request, &LIMITS).await,
+            Err(FcgiError::Connect(_))
+        ));
+    }
+}

@@ -1,0 +1,40 @@
+//! FastCGI client and process pool for stock iipsrv 1.1.
+//!
+//! # Layout
+//! - `record`: the FastCGI wire format (no I/O).
+//! - `cgi`: the CGI head at the start of the output, and [`BackendResponse`].
+//! - `client`: one request over one fresh connection, with timeouts and size limits.
+//! - `pool`: [`BackendPool`], one request at a time per process, a fair queue, health state.
+//! - `health`: the active health-check loop.
+//! - `params`: the parameters iipsrv reads.
+//!
+//! # Invariants
+//! - No connection to an iipsrv process outlives its request: libfcgi serves one connection at a
+//!   time, so a kept-open connection would pin the process.
+//! - A request is written with a single write.
+//! - At most one request (or health probe) runs on a process at a time.
+//! - A request is retried on another process only if it never reached the first one.
+//!
+//! This module knows nothing about IIIF: it carries parameters and answers.
+
+mod cgi;
+mod client;
+mod error;
+mod health;
+mod params;
+mod pool;
+mod record;
+
+#[cfg(test)]
+pub(crate) mod test_support;
+
+#[cfg(test)]
+mod tests;
+
+#[cfg(test)]
+mod crash_probe;
+
+pub use cgi::BackendResponse;
+pub use error::{FcgiError, Phase};
+pub use params::{iipsrv_params, IIPSRV_REQUEST_URI};
+pub use pool::{BackendPool, BackendStatus, PoolConfig};

@@ -1,0 +1,403 @@
+//! The pool of iipsrv processes: one request at a time per process, a fair queue in front, and
+//! health state per process.
+//!
+//! Each process gets a [`Semaphore`] with one permit because iipsrv handles one connection at a
+//! time: a second connection would only wait in its listen backlog, where no timeout or fairness
+//! of ours applies. A request holds the permit for its whole exchange; health probes take the same
+//! permit, so a probe never competes with a request for the same single-threaded process.
+
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
+use std::task::Poll;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore};
+use tokio::time::Instant;
+
+use super::cgi::BackendResponse;
+use super::client::{self, BackendAddr, Limits};
+use super::record::encode_request;
+use super::FcgiError;
+
+/// How the pool reaches its processes and how long it waits for them.
+#[derive(Debug, Clone)]
+pub struct PoolConfig {
+    /// One entry per iipsrv process: `127.0.0.1:9001` or `unix:/path/to.sock`.
+    pub addresses: Vec<String>,
+    /// Limit on opening a connection. Loopback connects take microseconds; a slow connect means
+    /// the listen backlog is full.
+    pub connect_timeout: Duration,
+    /// Limit from sending the request to the first record of the answer. iipsrv writes nothing
+    /// until the image is rendered, so this bounds rendering time.
+    pub first_byte_timeout: Duration,
+    /// Limit on the whole exchange, connect included.
+    pub total_timeout: Duration,
+    /// How long a request may wait for a free process before it fails with `Saturated`.
+    pub queue_timeout: Duration,
+    /// Time between health checks of each process.
+    pub health_interval: Duration,
+    /// Limit on one health probe (a complete FastCGI request).
+    pub health_timeout: Duration,
+    /// Limit on one answer (head and body).
+    pub max_response_bytes: usize,
+}
+
+impl Default for PoolConfig {
+    fn default() -> Self {
+        PoolConfig {
+            addresses: Vec::new(),
+            connect_timeout: Duration::from_secs(1),
+            first_byte_timeout: Duration::from_secs(30),
+            total_timeout: Duration::from_secs(60),
+            queue_timeout: Duration::from_secs(10),
+            health_interval: Duration::from_secs(5),
+            health_timeout: Duration::from_secs(2),
+            max_response_bytes: 64 * 1024 * 1024,
+        }
+    }
+}
+
+/// One process as `/healthz` and the metrics see it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BackendStatus {
+    pub addr: String,
+    /// In rotation. A process leaves it on a failure and comes back after a good health probe.
+    pub healthy: bool,
+    /// Requests currently running on it: 0 or 1 (health probes are not counted).
+    pub in_flight: usize,
+    /// Requests that got a complete answer (any HTTP status).
+    pub served: u64,
+    /// Requests and health probes that failed.
+    pub failures: u64,
+}
+
+/// The iipsrv processes behind the gateway. Cheap to share through `Arc`.
+pub struct BackendPool {
+    pub(super) cfg: PoolConfig,
+    pub(super) backends: Vec<Arc<Backend>>,
+    /// Signalled when a process changes health, so queued requests can re-pick their candidates
+    /// (or give up when none is left).
+    health_changed: Arc<Notify>,
+    /// Where the next free-process scan starts, to spread load over idle processes.
+    next: AtomicUsize,
+}
+
+/// The state of one process.
+pub(super) struct Backend {
+    pub(super) label: String,
+    pub(super) addr: BackendAddr,
+    pub(super) permit: Arc<Semaphore>,
+    healthy: AtomicBool,
+    in_flight: AtomicUsize,
+    /// Highest `in_flight` ever seen; the tests check that it never exceeds one.
+    peak_in_flight: AtomicUsize,
+    served: AtomicU64,
+    failures: AtomicU64,
+    /// When the running request started, so the health loop can spot a hung process.
+    busy_since: Mutex<Option<Instant>>,
+    /// When a request last got a complete answer; a process that just answered needs no probe.
+    last_answer: Mutex<Option<Instant>>,
+    /// The pool's health-change signal.
+    health_changed: Arc<Notify>,
+}
+
+// === impl BackendPool ===
+
+impl BackendPool {
+    /// Creates the pool. Every process starts healthy; a dead one fails its first connect (which
+    /// is retried elsewhere) or its first health probe, whichever comes first.
+    pub fn new(cfg: PoolConfig) -> Arc<Self> {
+        let health_changed = Arc::new(Notify::new());
+        let backends = cfg
+            .addresses
+            .iter()
+            .map(|text| {
+                Arc::new(Backend {
+                    label: text.clone(),
+                    addr: BackendAddr::parse(text),
+                    permit: Arc::new(Semaphore::new(1)),
+                    healthy: AtomicBool::new(true),
+                    in_flight: AtomicUsize::new(0),
+                    peak_in_flight: AtomicUsize::new(0),
+                    served: AtomicU64::new(0),
+                    failures: AtomicU64::new(0),
+                    busy_since: Mutex::new(None),
+                    last_answer: Mutex::new(None),
+                    health_changed: Arc::clone(&health_changed),
+                })
+            })
+            .collect();
+        Arc::new(BackendPool {
+            cfg,
+            backends,
+            health_changed,
+            next: AtomicUsize::new(0),
+        })
+    }
+
+    /// Runs one request on a free, healthy process.
+    ///
+    /// At most one request runs on a process at a time. The request waits up to `queue_timeout`
+    /// for a free process, first come first served. When the connection to the chosen process
+    /// cannot be made, that process is marked down and the request is tried once on another. Any
+    /// later failure is returned as is, without a retry: a request that crashed or hung one
+    /// process would do the same to the next. A process that crashed, hung or misbehaved is taken
+    /// out of rotation until a health probe succeeds.
+    ///
+    /// # Errors
+    /// `NoHealthyBackend` at once when every process is down, `Saturated` when none became free
+    /// in time, otherwise what the exchange failed with (see [`FcgiError`]).
+    pub async fn execute(&self, params: &[(&str, &str)]) -> Result<BackendResponse, FcgiError> {
+        let request = encode_request(params, false)?;
+        let limits = self.request_limits();
+        let mut failed: Option<usize> = None;
+        loop {
+            let deadline = Instant::now() + self.cfg.queue_timeout;
+            let lease = self.acquire(deadline, failed).await?;
+            let index = lease.index;
+            // The exchange runs in its own task, which owns the permit. If the caller gives up
+            // (client gone, an outer timeout), the task still runs to END_REQUEST or to its own
+            // timeout: iipsrv keeps working on a request whose client left, and the permit must
+            // keep saying so until it is done, or the next request would queue in the process's
+            // backlog beside it.
+            let exchange = tokio::spawn(lease.run(request.clone(), limits));
+            let result = match exchange.await {
+                Ok(result) => result,
+                Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
+            };
+            match result {
+                Err(error) if error.is_retryable() && failed.is_none() => {
+                    failed = Some(index);
+                }
+                other => return other,
+            }
+        }
+    }
+
+    /// The state of every process, in configuration order.
+    pub fn snapshot(&self) -> Vec<BackendStatus> {
+        self.backends
+            .iter()
+            .map(|b| BackendStatus {
+                addr: b.label.clone(),
+                healthy: b.is_healthy(),
+                in_flight: b.in_flight.load(Ordering::Relaxed),
+                served: b.served.load(Ordering::Relaxed),
+                failures: b.failures.load(Ordering::Relaxed),
+            })
+            .collect()
+    }
+
+    /// How many processes are in rotation.
+    pub fn healthy_count(&self) -> usize {
+        self.backends.iter().filter(|b| b.is_healthy()).count()
+    }
+
+    fn request_limits(&self) -> Limits {
+        Limits {
+            connect_timeout: self.cfg.connect_timeout,
+            first_byte_timeout: self.cfg.first_byte_timeout,
+            total_timeout: self.cfg.total_timeout,
+            max_response_bytes: self.cfg.max_response_bytes,
+        }
+    }
+
+    /// Waits for the permit of a healthy process other than `exclude`.
+    ///
+    /// Each waiting request queues on the semaphore of every healthy candidate at once and takes
+    /// the first permit it is given (the others are handed back on drop). Tokio's semaphores are
+    /// FIFO, so an earlier request is ahead of a later one in every queue: the pool is fair.
+    async fn acquire(&self, deadline: Instant, exclude: Option<usize>) -> Result<Lease, FcgiError> {
+        loop {
+            // Register for health changes before looking at health, so none is missed.
+            let changed = self.health_changed.notified();
+            tokio::pin!(changed);
+            changed.as_mut().enable();
+
+            let candidates = self.candidates(exclude);
+            if candidates.is_empty() {
+                return Err(FcgiError::NoHealthyBackend);
+            }
+            for &index in &candidates {
+                if let Ok(permit) = self.backends[index].permit.clone().try_acquire_owned() {
+                    return Ok(Lease::new(index, &self.backends[index], permit));
+                }
+            }
+
+            type Acquire = Pin<
+                Box<
+                    dyn Future<Output = (usize, Result<OwnedSemaphorePermit, AcquireError>)> + Send,
+                >,
+            >;
+            let mut waits: Vec<Acquire> = candidates
+                .iter()
+                .map(|&index| {
+                    let semaphore = self.backends[index].permit.clone();
+                    Box::pin(async move { (index, semaphore.acquire_owned().await) }) as Acquire
+                })
+                .collect();
+            let first_permit = std::future::poll_fn(|cx| {
+                for wait in &mut waits {
+                    if let Poll::Ready(got) = wait.as_mut().poll(cx) {
+                        return Poll::Ready(got);
+                    }
+                }
+                Poll::Pending
+            });
+
+            tokio::select! {
+                (index, permit) = first_permit => {
+                    let permit = permit.expect("pool semaphores are never closed");
+                    if self.backends[index].is_healthy() {
+                        return Ok(Lease::new(index, &self.backends[index], permit));
+                    }
+                    // It went down while we waited; pass the permit on and pick again.
+                }
+                _ = &mut changed => {}
+                _ = tokio::time::sleep_until(deadline) => return Err(FcgiError::Saturated),
+            }
+        }
+    }
+
+    /// Healthy processes except `exclude`, starting at a rotating offset.
+    fn candidates(&self, exclude: Option<usize>) -> Vec<usize> {
+        let n = self.backends.len();
+        if n == 0 {
+            return Vec::new();
+        }
+        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
+        (0..n)
+            .map(|i| (start + i) % n)
+            .filter(|&i| Some(i) != exclude && self.backends[i].is_healthy())
+            .collect()
+    }
+
+    /// Puts a process into or out of rotation; see [`Backend::set_health`].
+    pub(super) fn set_health(&self, index: usize, healthy: bool, reason: &str) {
+        self.backends[index].set_health(healthy, reason);
+    }
+
+    pub(super) fn record_probe_failure(&self, index: usize) {
+        self.backends[index]
+            .failures
+            .fetch_add(1, Ordering::Relaxed);
+    }
+
+    #[cfg(test)]
+    pub(crate) fn peak_in_flight(&self) -> Vec<usize> {
+        self.backends
+            .iter()
+            .map(|b| b.peak_in_flight.load(Ordering::Relaxed))
+            .collect()
+    }
+}
+
+// === impl Backend ===
+
+impl Backend {
+    pub(super) fn is_healthy(&self) -> bool {
+        self.healthy.load(Ordering::SeqCst)
+    }
+
+    /// Puts the process into or out of rotation and wakes queued requests when that changes.
+    pub(super) fn set_health(&self, healthy: bool, reason: &str) {
+        let was = self.healthy.swap(healthy, Ordering::SeqCst);
+        if was != healthy {
+            if healthy {
+                log::info!("iipsrv {} is back in rotation", self.label);
+            } else {
+                log::error!("iipsrv {} taken out of rotation: {reason}", self.label);
+            }
+            self.health_changed.notify_waiters();
+        } else if !healthy {
+            log::warn!("iipsrv {} still down: {reason}", self.label);
+        }
+    }
+
+    /// How long the running request has been running, if there is one.
+    pub(super) fn busy_for(&self) -> Option<Duration> {
+        lock(&self.busy_since).map(|since| since.elapsed())
+    }
+
+    /// Whether a request got a complete answer within `window`.
+    pub(super) fn answered_within(&self, window: Duration) -> bool {
+        lock(&self.last_answer).is_some_and(|at| at.elapsed() < window)
+    }
+}
+
+/// The permit of one process, held for one request. Keeps the in-flight accounting honest
+/// however the request ends.
+struct Lease {
+    index: usize,
+    backend: Arc<Backend>,
+    _permit: OwnedSemaphorePermit,
+}
+
+impl Lease {
+    fn new(index: usize, backend: &Arc<Backend>, permit: OwnedSemaphorePermit) -> Self {
+        let now = backend.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
+        backend.peak_in_flight.fetch_max(now, Ordering::SeqCst);
+        *lock(&backend.busy_since) = Some(Instant::now());
+        Lease {
+            index,
+            backend: Arc::clone(backend),
+            _permit: permit,
+        }
+    }
+
+    /// Runs the exchange on this process and records how it went.
+    async fn run(self, request: Bytes, limits: Limits) -> Result<BackendResponse, FcgiError> {
+        let backend = &self.backend;
+        let result = client::execute_once(&backend.addr, &backend.label, &request, &limits).await;
+        match &result {
+            Ok(_) => {
+                backend.served.fetch_add(1, Ordering::Relaxed);
+                *lock(&backend.last_answer) = Some(Instant::now());
+            }
+            Err(error) => {
+                backend.failures.fetch_add(1, Ordering::Relaxed);
+                // Out of rotation before the permit is released (when `self` drops), so the
+                // request queued behind this one does not get the permit of a dead process.
+                if error.marks_backend_down() {
+                    backend.set_health(false, &error.to_string());
+                } else {
+                    log::warn!("iipsrv {}: {error}", backend.label);
+                }
+            }
+        }
+        result
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        *lock(&self.backend.busy_since) = None;
+        self.backend.in_flight.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// Locks a mutex that only guards plain data; a panic elsewhere cannot leave it inconsistent.
+fn lock<T>(mutex: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    mutex
+        .lock()
+        .unwrap_or_else(|poisoned| poisoned.into_inner())
+}
+
+/// The health probe request, encoded once.
+pub(super) fn probe_request() -> Bytes {
+    // An empty QUERY_STRING makes iipsrv answer at once with its 400 HTML page: a full FastCGI
+    // round trip that touches no image. Any well-formed answer proves the process is serving.
+    encode_request(
+        &[
+            ("QUERY_STRING", ""),
+            ("REQUEST_METHOD", "GET"),
+            ("REQUEST_URI", "/fcgi-bin/iipsrv.fcgi"),
+            ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ],
+        false,
+    )
+    .expect("the probe parameters are tiny")
+}

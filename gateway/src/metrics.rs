@@ -1,0 +1,152 @@
+//! Prometheus metrics of the gateway, served on the admin listener only.
+//!
+//! Names follow the Prometheus conventions: a `iiif_gateway_` namespace, `_total` on counters,
+//! base units (`_seconds`, `_bytes`) and low-cardinality labels (never an identifier).
+
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
+    TextEncoder,
+};
+
+/// Latency buckets from a cached tile (sub-millisecond) to a huge render (tens of seconds).
+const LATENCY_BUCKETS: &[f64] = &[
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Every metric the gateway records, registered in one registry.
+pub struct Metrics {
+    registry: Registry,
+    /// Requests by API version (`2`, `3`, `none`), endpoint kind and status code.
+    pub requests: IntCounterVec,
+    /// Request latency by endpoint kind.
+    pub request_duration: HistogramVec,
+    /// Bytes of response bodies by endpoint kind.
+    pub response_bytes: IntCounterVec,
+    /// FastCGI exchanges with iipsrv by outcome (`ok`, `not_found`, `rejected`, `crashed`, `timeout`, `saturated`, `unavailable`, `error`).
+    pub backend_requests: IntCounterVec,
+    /// Time spent in iipsrv (including the wait for a free process) by request kind.
+    pub backend_duration: HistogramVec,
+    /// Image facts served from memory or fetched from iipsrv (`hit`, `miss`).
+    pub facts_lookups: IntCounterVec,
+    /// Gateway-side renders (transcoding, arbitrary rotation) by output format.
+    pub render_duration: HistogramVec,
+    /// iipsrv answers whose pixel size differed from what was asked (an iipsrv bug the gateway repairs).
+    pub backend_size_mismatches: IntCounterVec,
+    /// iipsrv processes per health state (`healthy`, `down`).
+    pub backends: IntGaugeVec,
+    /// Requests currently being handled.
+    pub in_flight: IntGauge,
+}
+
+impl Metrics {
+    /// Creates and registers every metric.
+    ///
+    /// # Panics
+    /// Only on a programming error (a metric defined twice or with an invalid name).
+    pub fn new() -> Self {
+        let registry = Registry::new();
+        let latency = |name: &str, help: &str, labels: &[&str]| {
+            let histogram = HistogramVec::new(
+                HistogramOpts::new(name, help).buckets(LATENCY_BUCKETS.to_vec()),
+                labels,
+            )
+            .expect("valid histogram");
+            registry.register(Box::new(histogram.clone())).expect("unique metric");
+            histogram
+        };
+        let counter = |name: &str, help: &str, labels: &[&str]| {
+            let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
+            registry.register(Box::new(counter.clone())).expect("unique metric");
+            counter
+        };
+        let metrics = Metrics {
+            requests: counter(
+                "iiif_gateway_requests_total",
+                "Requests answered, by API version, endpoint kind and status code.",
+                &["version", "kind", "status"],
+            ),
+            request_duration: latency(
+                "iiif_gateway_request_duration_seconds",
+                "Time from request to complete response, by endpoint kind.",
+                &["kind"],
+            ),
+            response_bytes: counter(
+                "iiif_gateway_response_bytes_total",
+                "Bytes of response bodies, by endpoint kind.",
+                &["kind"],
+            ),
+            backend_requests: counter(
+                "iiif_gateway_backend_requests_total",
+                "FastCGI exchanges with iipsrv, by outcome.",
+                &["outcome"],
+            ),
+            backend_duration: latency(
+                "iiif_gateway_backend_duration_seconds",
+                "Time spent waiting for and in iipsrv, by request kind.",
+                &["kind"],
+            ),
+            facts_lookups: counter(
+                "iiif_gateway_image_facts_lookups_total",
+                "Image facts (size, tiles) found in memory or fetched from iipsrv.",
+                &["result"],
+            ),
+            render_duration: latency(
+                "iiif_gateway_render_duration_seconds",
+                "Time spent transcoding or rotating in the gateway, by output format.",
+                &["format"],
+            ),
+            backend_size_mismatches: counter(
+                "iiif_gateway_backend_size_mismatches_total",
+                "iipsrv answers whose pixel size differed from the request, by backend request form.",
+                &["form"],
+            ),
+            backends: {
+                let gauge = IntGaugeVec::new(
+                    Opts::new("iiif_gateway_backends", "iipsrv processes by health state."),
+                    &["state"],
+                )
+                .expect("valid gauge");
+                registry.register(Box::new(gauge.clone())).expect("unique metric");
+                gauge
+            },
+            in_flight: {
+                let gauge = IntGauge::new("iiif_gateway_requests_in_flight", "Requests being handled now.")
+                    .expect("valid gauge");
+                registry.register(Box::new(gauge.clone())).expect("unique metric");
+                gauge
+            },
+            registry,
+        };
+        metrics
+    }
+
+    /// The text exposition format of every metric.
+    pub fn render(&self) -> Vec<u8> {
+        let mut buffer = Vec::new();
+        TextEncoder::new()
+            .encode(&self.registry.gather(), &mut buffer)
+            .expect("text encoding of gathered metrics");
+        buffer
+    }
+}
+
+impl Default for Metrics {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn exposition_contains_recorded_values() {
+        let metrics = Metrics::new();
+        metrics.requests.with_label_values(&["3", "image", "200"]).inc();
+        metrics.request_duration.with_label_values(&["image"]).observe(0.002);
+        let text = String::from_utf8(metrics.render()).unwrap();
+        assert!(text.contains("iiif_gateway_requests_total{kind=\"image\",status=\"200\",version=\"3\"} 1"), "{text}");
+        assert!(text.contains("iiif_gateway_request_duration_seconds_bucket{kind=\"image\",le=\"0.0025\"} 1"), "{text}");
+    }
+}

@@ -1,0 +1,178 @@
+//! The gateway's answer to one request, independent of the HTTP server that writes it.
+//!
+//! Handlers build a [`Reply`]; `service.rs` turns it into Pingora calls. Keeping the response a
+//! plain value lets the request logic be tested without sockets, and puts the headers every
+//! response must carry (CORS above all) in one place: [`Reply::finish`].
+
+use bytes::Bytes;
+
+/// Methods the public IIIF listener answers.
+pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
+
+/// Response headers a cross-origin script may read (viewers look at `Link` for the canonical URI).
+const EXPOSED_HEADERS: &str = "Link, ETag, Last-Modified";
+
+/// One complete response: status, headers and a body already in memory.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Reply {
+    pub status: u16,
+    pub headers: Vec<(&'static str, String)>,
+    pub body: Bytes,
+}
+
+/// A failed request as the client will see it: an IIIF-style status with a short text body.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Failure {
+    pub status: u16,
+    pub message: String,
+    /// Seconds for `Retry-After` on 503s.
+    pub retry_after: Option<u32>,
+}
+
+impl Failure {
+    pub fn new(status: u16, message: impl Into<String>) -> Self {
+        Failure {
+            status,
+            message: message.into(),
+            retry_after: None,
+        }
+    }
+
+    pub fn unavailable(message: impl Into<String>, retry_after: u32) -> Self {
+        Failure {
+            status: 503,
+            message: message.into(),
+            retry_after: Some(retry_after),
+        }
+    }
+}
+
+impl From<iiif::IiifError> for Failure {
+    fn from(error: iiif::IiifError) -> Self {
+        Failure::new(error.status, error.message)
+    }
+}
+
+impl Reply {
+    pub fn new(status: u16) -> Self {
+        Reply {
+            status,
+            headers: Vec::new(),
+            body: Bytes::new(),
+        }
+    }
+
+    pub fn with_body(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
+        Reply::new(status).header("Content-Type", content_type).body(body)
+    }
+
+    pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.push((name, value.into()));
+        self
+    }
+
+    pub fn body(mut self, body: impl Into<Bytes>) -> Self {
+        self.body = body.into();
+        self
+    }
+
+    /// A redirect; the body stays empty as IIIF's base-URI redirect asks.
+    pub fn redirect(status: u16, location: String, cache_control: &str) -> Self {
+        Reply::new(status)
+            .header("Location", location)
+            .header("Cache-Control", cache_control)
+    }
+
+    /// The plain-text error response for a failure.
+    pub fn failure(failure: &Failure, cache_control: &str) -> Self {
+        let mut reply = Reply::with_body(
+            failure.status,
+            "text/plain; charset=utf-8",
+            format!("{}\n", failure.message),
+        )
+        .header("Cache-Control", cache_control);
+        if let Some(seconds) = failure.retry_after {
+            reply = reply.header("Retry-After", seconds.to_string());
+        }
+        if failure.status == 405 {
+            reply = reply.header("Allow", ALLOWED_METHODS);
+        }
+        reply
+    }
+
+    /// The CORS preflight answer (IIIF 3.0 §7: SHOULD support OPTIONS).
+    pub fn preflight(requested_headers: Option<&str>) -> Self {
+        let mut reply = Reply::new(204)
+            .header("Access-Control-Allow-Methods", ALLOWED_METHODS)
+            .header("Access-Control-Max-Age", "86400");
+        if let Some(requested) = requested_headers.filter(|h| is_token_list(h)) {
+            reply = reply.header("Access-Control-Allow-Headers", requested.to_owned());
+        }
+        reply
+    }
+
+    /// Adds what every response carries, whatever produced it.
+    pub fn finish(mut self) -> Self {
+        self.headers.push(("Access-Control-Allow-Origin", "*".into()));
+        self.headers
+            .push(("Access-Control-Expose-Headers", EXPOSED_HEADERS.into()));
+        self
+    }
+
+    /// The first value of a header, ignoring case.
+    pub fn header_value(&self, name: &str) -> Option<&str> {
+        self.headers
+            .iter()
+            .find(|(n, _)| n.eq_ignore_ascii_case(name))
+            .map(|(_, v)| v.as_str())
+    }
+}
+
+/// Only echo preflight header lists made of header-name tokens, so nothing odd is reflected.
+fn is_token_list(value: &str) -> bool {
+    value.len() <= 1024
+        && value
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b',' | b' '))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_finished_reply_allows_any_origin() {
+        for reply in [
+            Reply::new(200),
+            Reply::failure(&Failure::new(400, "bad"), "no-store"),
+            Reply::redirect(303, "http://x/info.json".into(), "max-age=1"),
+            Reply::new(304),
+        ] {
+            assert_eq!(reply.finish().header_value("access-control-allow-origin"), Some("*"));
+        }
+    }
+
+    #[test]
+    fn failures_are_short_plain_text() {
+        let reply = Reply::failure(&Failure::unavailable("busy", 2), "no-store");
+        assert_eq!(reply.status, 503);
+        assert_eq!(reply.header_value("Content-Type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(reply.header_value("Retry-After"), Some("2"));
+        assert_eq!(&reply.body[..], b"busy\n");
+    }
+
+    #[test]
+    fn method_not_allowed_names_the_allowed_methods() {
+        let reply = Reply::failure(&Failure::new(405, "method not allowed"), "no-store");
+        assert_eq!(reply.header_value("Allow"), Some(ALLOWED_METHODS));
+    }
+
+    #[test]
+    fn preflight_echoes_only_token_lists() {
+        let reply = Reply::preflight(Some("Range, X-Requested-With"));
+        assert_eq!(reply.header_value("Access-Control-Allow-Headers"), Some("Range, X-Requested-With"));
+        let reply = Reply::preflight(Some("x\r\nSet-Cookie: a=b"));
+        assert_eq!(reply.header_value("Access-Control-Allow-Headers"), None);
+        assert_eq!(reply.status, 204);
+    }
+}

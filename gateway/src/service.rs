@@ -1,0 +1,162 @@
+//! The Pingora adapter: the only module that knows Pingora's types.
+//!
+//! The gateway answers every request itself from `request_filter` (iipsrv speaks FastCGI, which
+//! Pingora's upstream side cannot), so `upstream_peer` is never reached.
+
+use std::sync::Arc;
+use std::time::Instant;
+
+use async_trait::async_trait;
+use pingora::http::ResponseHeader;
+use pingora::prelude::*;
+use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+
+use crate::app::{Gateway, Incoming};
+use crate::public_url::OriginHeaders;
+use crate::reply::Reply;
+
+/// The public IIIF listener.
+pub struct PublicService {
+    gateway: Arc<Gateway>,
+}
+
+impl PublicService {
+    pub fn new(gateway: Arc<Gateway>) -> Self {
+        PublicService { gateway }
+    }
+}
+
+/// Per-request state kept for the access log and metrics.
+pub struct RequestContext {
+    started: Instant,
+    version: &'static str,
+    kind: &'static str,
+    status: u16,
+    body_bytes: usize,
+}
+
+#[async_trait]
+impl ProxyHttp for PublicService {
+    type CTX = RequestContext;
+
+    fn new_ctx(&self) -> RequestContext {
+        RequestContext {
+            started: Instant::now(),
+            version: "none",
+            kind: "other",
+            status: 0,
+            body_bytes: 0,
+        }
+    }
+
+    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
+        Error::e_explain(ErrorType::InternalError, "the gateway answers every request itself")
+    }
+
+    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+        self.gateway.metrics.in_flight.inc();
+        let outcome = {
+            let header = session.req_header();
+            let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
+            let incoming = Incoming {
+                method: header.method.as_str(),
+                path: header.uri.path(),
+                peer: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+                accept: text("accept"),
+                origin_headers: OriginHeaders {
+                    host: text("host").or_else(|| header.uri.authority().map(|a| a.as_str())),
+                    forwarded_proto: text("x-forwarded-proto"),
+                    forwarded_host: text("x-forwarded-host"),
+                    forwarded_prefix: text("x-forwarded-prefix"),
+                },
+                preflight_headers: text("access-control-request-headers"),
+            };
+            self.gateway.handle(&incoming).await
+        };
+        self.gateway.metrics.in_flight.dec();
+        ctx.version = outcome.version;
+        ctx.kind = outcome.kind;
+        ctx.status = outcome.reply.status;
+        ctx.body_bytes = outcome.reply.body.len();
+        let head_only = session.req_header().method == "HEAD";
+        write_reply(session, outcome.reply, head_only).await?;
+        Ok(true)
+    }
+
+    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestContext) -> FailToProxy {
+        log::error!("request failed inside the gateway: {error}");
+        ctx.status = 500;
+        let written = session.response_written().is_some();
+        if !written {
+            let reply = Reply::with_body(500, "text/plain; charset=utf-8", "internal error\n").finish();
+            let _ = write_reply(session, reply, false).await;
+        }
+        FailToProxy {
+            error_code: 500,
+            can_reuse_downstream: !written,
+        }
+    }
+
+    async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestContext) {
+        let elapsed = ctx.started.elapsed();
+        let metrics = &self.gateway.metrics;
+        metrics
+            .requests
+            .with_label_values(&[ctx.version, ctx.kind, status_label(ctx.status)])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&[ctx.kind])
+            .observe(elapsed.as_secs_f64());
+        metrics
+            .response_bytes
+            .with_label_values(&[ctx.kind])
+            .inc_by(ctx.body_bytes as u64);
+        log::debug!(
+            target: "access",
+            "{} {} {} {} {}B {:.1}ms",
+            session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
+            session.req_header().method,
+            session.req_header().uri.path(),
+            ctx.status,
+            ctx.body_bytes,
+            elapsed.as_secs_f64() * 1000.0
+        );
+    }
+}
+
+/// Writes a complete reply. The length is always declared: a body without `Content-Length` or
+/// chunking would be close-delimited and hang keep-alive clients.
+async fn write_reply(session: &mut Session, reply: Reply, head_only: bool) -> Result<()> {
+    let mut header = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
+    for (name, value) in reply.headers {
+        header.append_header(name, value)?;
+    }
+    header.insert_header("Content-Length", reply.body.len().to_string())?;
+    let no_body = head_only || reply.body.is_empty();
+    session.write_response_header(Box::new(header), no_body).await?;
+    if !no_body {
+        session.write_response_body(Some(reply.body), true).await?;
+    }
+    Ok(())
+}
+
+/// Status codes are few, so a label per code stays low-cardinality; anything odd is folded.
+fn status_label(status: u16) -> &'static str {
+    match status {
+        200 => "200",
+        204 => "204",
+        302 => "302",
+        303 => "303",
+        304 => "304",
+        400 => "400",
+        404 => "404",
+        405 => "405",
+        500 => "500",
+        501 => "501",
+        502 => "502",
+        503 => "503",
+        504 => "504",
+        _ => "other",
+    }
+}

@@ -1,0 +1,76 @@
+//! Headers iipsrv would trust are never passed on, ids never come from untrusted clients, and
+//! the admin endpoints are never on the public listener.
+
+use serde_json::Value;
+
+use crate::support::{client, Stack, StackOptions};
+
+#[tokio::test]
+async fn client_x_iiif_id_and_host_do_not_reach_the_id() {
+    let stack = Stack::start_with(StackOptions {
+        public_base_url: Some("https://images.example.org".into()),
+        ..Default::default()
+    });
+    let response = client()
+        .get(stack.url("/iiif/3/astronaut/info.json"))
+        .header("X-IIIF-ID", "https://attacker.example/x\"")
+        .header("Host", "evil.example")
+        .header("X-Forwarded-Host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let info: Value = response.json().await.unwrap();
+    assert_eq!(info["id"], "https://images.example.org/iiif/3/astronaut");
+}
+
+#[tokio::test]
+async fn trusted_proxy_headers_shape_the_public_id() {
+    let stack = Stack::start();
+    let response = client()
+        .get(stack.url("/iiif/2/astronaut/info.json"))
+        .header("X-Forwarded-Proto", "https")
+        .header("X-Forwarded-Host", "cdn.example.org")
+        .send()
+        .await
+        .unwrap();
+    let info: Value = response.json().await.unwrap();
+    assert_eq!(info["@id"], "https://cdn.example.org/iiif/2/astronaut");
+}
+
+#[tokio::test]
+async fn admin_endpoints_are_not_public() {
+    let stack = Stack::start();
+    for path in ["/metrics", "/healthz", "/readyz", "/admin/redirects"] {
+        let public = client().get(stack.url(path)).send().await.unwrap();
+        assert_eq!(public.status(), 404, "{path} on the public listener");
+    }
+    let metrics = client().get(stack.admin_url("/metrics")).send().await.unwrap();
+    assert_eq!(metrics.status(), 200);
+    let ready = client().get(stack.admin_url("/readyz")).send().await.unwrap();
+    assert_eq!(ready.status(), 200);
+}
+
+#[tokio::test]
+async fn error_bodies_never_leak_filesystem_paths() {
+    let stack = Stack::start();
+    for path in [
+        "/iiif/3/no-such-image/info.json",
+        "/iiif/2/no-such-image/full/full/0/default.jpg",
+        "/iiif/3/collection/info.json",
+    ] {
+        let response = client().get(stack.url(path)).send().await.unwrap();
+        let body = response.text().await.unwrap();
+        assert!(!body.contains(stack.images.to_str().unwrap()), "{path}: {body}");
+        assert!(!body.contains('/'), "{path}: {body}");
+    }
+}
+
+#[tokio::test]
+async fn metrics_count_requests() {
+    let stack = Stack::start();
+    client().get(stack.url("/iiif/3/astronaut/info.json")).send().await.unwrap();
+    let text = client().get(stack.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
+    assert!(text.contains("iiif_gateway_requests_total{kind=\"info\",status=\"200\",version=\"3\"} 1"), "{text}");
+    assert!(text.contains("iiif_gateway_backends{state=\"healthy\"} 2"), "{text}");
+}

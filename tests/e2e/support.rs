@@ -1,0 +1,269 @@
+//! Starts real servers for the end-to-end tests: iipsrv processes and the gateway binary, on free
+//! loopback ports, killed when the [`Stack`] is dropped.
+//!
+//! Needs the sample images (`deploy/local/make-samples`, or `IIIF_SAMPLES_DIR`) and a built
+//! gateway (`cargo build --release -p gateway`, or `IIIF_GATEWAY_BIN`). `tests/run` provides both.
+
+use std::net::{TcpListener, TcpStream};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+const IIPSRV: &str = "/usr/lib/iipimage-server/iipsrv.fcgi";
+
+fn repo_root() -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+}
+
+pub fn samples_dir() -> PathBuf {
+    let dir = std::env::var_os("IIIF_SAMPLES_DIR")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("var/images"));
+    assert!(
+        dir.join("67352ccc-d1b0-11e1-89ae-279075081939").exists(),
+        "sample images missing in {}: run deploy/local/make-samples (or set IIIF_SAMPLES_DIR)",
+        dir.display()
+    );
+    dir
+}
+
+fn gateway_bin() -> PathBuf {
+    let bin = std::env::var_os("IIIF_GATEWAY_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| repo_root().join("target/release/iiif-gateway"));
+    assert!(bin.exists(), "{} missing: run cargo build --release -p gateway", bin.display());
+    bin
+}
+
+/// A port nobody listens on right now.
+pub fn free_port() -> u16 {
+    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+fn wait_for_port(port: u16, child: &mut Child, what: &str) {
+    let deadline = Instant::now() + Duration::from_secs(20);
+    while Instant::now() < deadline {
+        if TcpStream::connect(("127.0.0.1", port)).is_ok() {
+            return;
+        }
+        if let Ok(Some(status)) = child.try_wait() {
+            panic!("{what} exited early with {status}");
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    panic!("{what} did not listen on {port} within 20 s");
+}
+
+fn scratch_dir() -> PathBuf {
+    static COUNTER: AtomicUsize = AtomicUsize::new(0);
+    let dir = std::env::temp_dir().join(format!(
+        "iiif-e2e-{}-{}",
+        std::process::id(),
+        COUNTER.fetch_add(1, Ordering::SeqCst)
+    ));
+    std::fs::create_dir_all(&dir).unwrap();
+    dir
+}
+
+/// One stock iipsrv process.
+pub struct Iipsrv {
+    pub port: u16,
+    child: Child,
+    log: PathBuf,
+}
+
+impl Iipsrv {
+    pub fn start(images: &Path, scratch: &Path, index: usize) -> Iipsrv {
+        Self::start_on(images, scratch, index, free_port())
+    }
+
+    fn start_on(images: &Path, scratch: &Path, index: usize, port: u16) -> Iipsrv {
+        let log = scratch.join(format!("iipsrv-{index}.log"));
+        let mut child = Command::new(IIPSRV)
+            .args(["--bind", &format!("127.0.0.1:{port}")])
+            .env("FILESYSTEM_PREFIX", format!("{}/", images.display()))
+            .env("MAX_CVT", "5000")
+            .env("MEMCACHED_SERVERS", "")
+            .env("OMP_NUM_THREADS", "1")
+            .env("VERBOSITY", "1")
+            .env("LOGFILE", &log)
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("iipsrv starts (apt install iipimage-server)");
+        wait_for_port(port, &mut child, "iipsrv");
+        Iipsrv { port, child, log }
+    }
+
+    /// Whether the process is still running (a segfault ends it).
+    pub fn is_alive(&mut self) -> bool {
+        matches!(self.child.try_wait(), Ok(None))
+    }
+
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// Starts a fresh process on the same port, as a supervisor would after a crash.
+    pub fn restart(&mut self, images: &Path, scratch: &Path, index: usize) {
+        self.kill();
+        let fresh = Self::start_on(images, scratch, index, self.port);
+        let old = std::mem::replace(self, fresh);
+        std::mem::forget(old.child);
+    }
+
+    pub fn log_path(&self) -> &Path {
+        &self.log
+    }
+}
+
+impl Drop for Iipsrv {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// Settings that differ between test stacks.
+#[derive(Clone)]
+pub struct StackOptions {
+    pub iipsrv_processes: usize,
+    pub extra_gateway_yaml: String,
+    pub public_base_url: Option<String>,
+}
+
+impl Default for StackOptions {
+    fn default() -> Self {
+        StackOptions {
+            iipsrv_processes: 2,
+            extra_gateway_yaml: String::new(),
+            public_base_url: None,
+        }
+    }
+}
+
+/// iipsrv processes plus one gateway in front of them.
+pub struct Stack {
+    pub port: u16,
+    pub admin_port: u16,
+    pub iipsrv: Vec<Iipsrv>,
+    pub images: PathBuf,
+    pub scratch: PathBuf,
+    gateway: Child,
+}
+
+impl Stack {
+    pub fn start() -> Stack {
+        Self::start_with(StackOptions::default())
+    }
+
+    pub fn start_with(options: StackOptions) -> Stack {
+        let images = samples_dir();
+        let scratch = scratch_dir();
+        let iipsrv: Vec<Iipsrv> = (0..options.iipsrv_processes)
+            .map(|i| Iipsrv::start(&images, &scratch, i))
+            .collect();
+        let port = free_port();
+        let admin_port = free_port();
+        let addresses: Vec<String> = iipsrv.iter().map(|p| format!("127.0.0.1:{}", p.port)).collect();
+        let base = options
+            .public_base_url
+            .map(|url| format!("  public_base_url: {url}\n"))
+            .unwrap_or_default();
+        let config = format!(
+            "version: 1\nthreads: 2\npid_file: {scratch}/gateway.pid\nupgrade_sock: {scratch}/upgrade.sock\n\
+             grace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 1\n\
+             gateway:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n{base}\
+             \x20 trusted_proxies: [127.0.0.1/32]\n\
+             \x20 backend:\n    addresses: [{addresses}]\n    health_interval_ms: 200\n    health_timeout_ms: 1000\n\
+             \x20   queue_timeout_ms: 10000\n{extra}",
+            scratch = scratch.display(),
+            addresses = addresses.join(", "),
+            extra = options.extra_gateway_yaml,
+        );
+        let config_path = scratch.join("gateway.yaml");
+        std::fs::write(&config_path, config).unwrap();
+        let log = std::fs::File::create(scratch.join("gateway.log")).unwrap();
+        let mut gateway = Command::new(gateway_bin())
+            .arg("-c")
+            .arg(&config_path)
+            .env("RUST_LOG", "info")
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .expect("gateway starts");
+        wait_for_port(port, &mut gateway, "gateway");
+        wait_for_port(admin_port, &mut gateway, "gateway admin listener");
+        let stack = Stack {
+            port,
+            admin_port,
+            iipsrv,
+            images,
+            scratch,
+            gateway,
+        };
+        stack.wait_until_ready();
+        stack
+    }
+
+    fn wait_until_ready(&self) {
+        let deadline = Instant::now() + Duration::from_secs(20);
+        while Instant::now() < deadline {
+            if http_status(self.admin_port, "/readyz") == Some(200) {
+                return;
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        panic!("gateway not ready: {}", self.gateway_log());
+    }
+
+    pub fn url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.port)
+    }
+
+    pub fn admin_url(&self, path: &str) -> String {
+        format!("http://127.0.0.1:{}{path}", self.admin_port)
+    }
+
+    pub fn gateway_log(&self) -> String {
+        std::fs::read_to_string(self.scratch.join("gateway.log")).unwrap_or_default()
+    }
+
+    pub fn gateway_alive(&mut self) -> bool {
+        matches!(self.gateway.try_wait(), Ok(None))
+    }
+}
+
+impl Drop for Stack {
+    fn drop(&mut self) {
+        let _ = self.gateway.kill();
+        let _ = self.gateway.wait();
+    }
+}
+
+/// A raw HTTP/1.0 GET, for readiness polling without an async runtime.
+fn http_status(port: u16, path: &str) -> Option<u16> {
+    use std::io::{Read, Write};
+    let mut stream = TcpStream::connect(("127.0.0.1", port)).ok()?;
+    stream.set_read_timeout(Some(Duration::from_secs(2))).ok()?;
+    write!(stream, "GET {path} HTTP/1.0\r\nHost: localhost\r\n\r\n").ok()?;
+    let mut response = String::new();
+    let _ = stream.read_to_string(&mut response);
+    response.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// The client every test uses: no redirects followed, so 30x answers can be checked.
+pub fn client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .redirect(reqwest::redirect::Policy::none())
+        .timeout(Duration::from_secs(30))
+        .build()
+        .unwrap()
+}
+
+/// Decodes an image body and returns its pixel size.
+pub fn image_size(body: &[u8]) -> (u32, u32) {
+    let image = image::load_from_memory(body).expect("a decodable image");
+    (image.width(), image.height())
+}
