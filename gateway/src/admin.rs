@@ -9,7 +9,7 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use pingora::http::Response;
+use http::Response;
 
 use crate::app::Gateway;
 
@@ -40,7 +40,7 @@ impl AdminApp {
             .into_iter()
             .map(|b| {
                 serde_json::json!({
-                    "address": b.address,
+                    "address": b.addr,
                     "healthy": b.healthy,
                     "in_flight": b.in_flight,
                     "served": b.served,

@@ -1,1 +1,122 @@
-fn main() {}
+//! `iiif-gateway`: IIIF Image API 3.0 and 2.1 in front of stock iipsrv.
+//!
+//! Glue only: parse the command line, load and check the configuration, wire the services into a
+//! Pingora server and run it.
+
+use std::path::PathBuf;
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use clap::Parser;
+use pingora::server::configuration::{Opt, ServerConf};
+use pingora::server::{Server, ShutdownWatch};
+use pingora::services::background::{background_service, BackgroundService};
+use pingora::services::listening::Service;
+
+use gateway::admin::AdminApp;
+use gateway::app::Gateway;
+use gateway::config::{self, GatewayConfig};
+use gateway::fcgi::{BackendPool, PoolConfig};
+use gateway::metrics::Metrics;
+use gateway::service::PublicService;
+
+/// IIIF Image API 3.0 and 2.1 (level 2) gateway in front of stock iipsrv 1.1.
+///
+/// Serves /iiif/3/… and /iiif/2/… on the public listener, talks FastCGI to a pool of iipsrv
+/// processes, and exposes /metrics, /healthz and /readyz on a separate admin listener.
+/// Logging follows RUST_LOG (default "info"; "access=debug" adds an access log line per request).
+#[derive(Parser, Debug)]
+#[command(name = "iiif-gateway", version)]
+struct Cli {
+    /// Configuration file (YAML: Pingora's server keys plus a `gateway:` section).
+    #[arg(short, long, value_name = "FILE", default_value = "/etc/iiif-gateway/gateway.yaml")]
+    conf: PathBuf,
+    /// Check the configuration file and exit (0 = valid).
+    #[arg(short, long)]
+    test: bool,
+    /// Run in the background (writes `pid_file`, logs to `error_log`).
+    #[arg(short, long)]
+    daemon: bool,
+    /// Take over the listening sockets of a running gateway (zero-downtime upgrade; send the old
+    /// process SIGQUIT first).
+    #[arg(short, long)]
+    upgrade: bool,
+}
+
+fn main() -> ExitCode {
+    env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
+    let cli = Cli::parse();
+    let (server_conf, gateway_config) = match load(&cli) {
+        Ok(loaded) => loaded,
+        Err(message) => {
+            eprintln!("iiif-gateway: {message}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.test {
+        println!("iiif-gateway: configuration {} is valid", cli.conf.display());
+        return ExitCode::SUCCESS;
+    }
+    run(cli, server_conf, gateway_config)
+}
+
+fn load(cli: &Cli) -> Result<(ServerConf, GatewayConfig), String> {
+    let path = cli.conf.display();
+    let text = std::fs::read_to_string(&cli.conf).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let gateway_config = config::parse(&text).map_err(|e| format!("{path}: {e}"))?;
+    let server_conf = ServerConf::from_yaml(&text).map_err(|e| format!("{path}: server settings: {e}"))?;
+    Ok((server_conf, gateway_config))
+}
+
+fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
+    let opt = Opt {
+        upgrade: cli.upgrade,
+        daemon: cli.daemon,
+        ..Opt::default()
+    };
+    let mut server = Server::new_with_opt_and_conf(opt, server_conf);
+    server.bootstrap();
+
+    let backend = &config.backend;
+    let pool = BackendPool::new(PoolConfig {
+        addresses: backend.addresses.clone(),
+        connect_timeout: backend.connect_timeout,
+        first_byte_timeout: backend.first_byte_timeout,
+        total_timeout: backend.total_timeout,
+        queue_timeout: backend.queue_timeout,
+        health_interval: backend.health_interval,
+        health_timeout: backend.health_timeout,
+        max_response_bytes: backend.max_response_bytes,
+    });
+    let metrics = Arc::new(Metrics::new());
+    let listen = config.listen.to_string();
+    let admin_listen = config.admin_listen.to_string();
+    let gateway = Arc::new(Gateway::new(config, pool.clone(), metrics));
+
+    let mut public = pingora::proxy::http_proxy_service_with_name(&server.configuration, PublicService::new(gateway.clone()), "iiif");
+    public.add_tcp(&listen);
+    let mut admin = Service::new("admin".to_string(), AdminApp::new(gateway));
+    admin.add_tcp(&admin_listen);
+    let mut health = background_service("iipsrv health checks", HealthChecks { pool });
+    health.threads = Some(1);
+
+    server.add_service(public);
+    server.add_service(admin);
+    server.add_service(health);
+    log::info!("iiif-gateway listening on {listen} (admin on {admin_listen})");
+    server.run_forever()
+}
+
+/// Runs the pool's health checks on a Pingora-managed runtime (created after daemonising).
+struct HealthChecks {
+    pool: Arc<BackendPool>,
+}
+
+#[async_trait]
+impl BackgroundService for HealthChecks {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        self.pool.spawn_health_checks();
+        let _ = shutdown.changed().await;
+    }
+}

@@ -222,7 +222,7 @@ async fn image_responses_carry_cors_link_and_caching_headers() {
     let link = headers["link"].to_str().unwrap();
     assert!(link.contains("rel=\"profile\""), "{link}");
     assert!(
-        link.contains(&format!("<{}>;rel=\"canonical\"", stack.url("/iiif/3/astronaut/0,0,256,256/256,256/0/default.jpg"))),
+        link.contains(&format!("<{}>;rel=\"canonical\"", stack.url("/iiif/3/astronaut/0,0,256,256/max/0/default.jpg"))),
         "{link}"
     );
 }

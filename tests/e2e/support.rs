@@ -109,9 +109,7 @@ impl Iipsrv {
     /// Starts a fresh process on the same port, as a supervisor would after a crash.
     pub fn restart(&mut self, images: &Path, scratch: &Path, index: usize) {
         self.kill();
-        let fresh = Self::start_on(images, scratch, index, self.port);
-        let old = std::mem::replace(self, fresh);
-        std::mem::forget(old.child);
+        *self = Self::start_on(images, scratch, index, self.port);
     }
 
     pub fn log_path(&self) -> &Path {

@@ -53,6 +53,24 @@ impl BackendRequest {
     }
 }
 
+impl BackendRequest {
+    /// The same request with the size sent as an exact `w,h`, chosen so that iipsrv returns an image of
+    /// `returned` dimensions: the size of the JPEG *as it comes back*, after iipsrv's own 90° or 270° rotation
+    /// (which is what `Plan::backend_output_size` gives). This is the fallback for a tile request that iipsrv did
+    /// not answer from a stored tile.
+    pub fn with_exact_size(&self, returned: (u32, u32)) -> BackendRequest {
+        let (width, height) = if self.rotation.swaps_axes() {
+            (returned.1, returned.0)
+        } else {
+            returned
+        };
+        BackendRequest {
+            size: BackendSize::Exact(width, height),
+            ..*self
+        }
+    }
+}
+
 /// The FastCGI `QUERY_STRING` for iipsrv: `IIIF=` + the identifier encoded for iipsrv + `/` + the path.
 pub fn backend_query(identifier: &Identifier, backend: &BackendRequest) -> String {
     format!("IIIF={}/{}", identifier.backend_encoded(), backend.path())
@@ -95,6 +113,44 @@ mod tests {
             ..full
         };
         assert_eq!(bitonal.path(), "full/500,375/0/bitonal.jpg");
+    }
+
+    #[test]
+    fn exact_sizes_account_for_iipsrv_rotation() {
+        let tile = BackendRequest {
+            region: Some(PixelRect {
+                x: 0,
+                y: 0,
+                w: 512,
+                h: 256,
+            }),
+            size: BackendSize::Tile(512),
+            rotation: Rotation {
+                mirror: false,
+                degrees: 90.0,
+            },
+            quality: Quality::Default,
+        };
+        // iipsrv returns the 512×256 tile turned into 256×512.
+        assert_eq!(
+            tile.with_exact_size((256, 512)).size,
+            BackendSize::Exact(512, 256)
+        );
+        assert_eq!(
+            tile.with_exact_size((256, 512)).path(),
+            "0,0,512,256/512,256/90/default.jpg"
+        );
+        let upright = BackendRequest {
+            rotation: Rotation {
+                mirror: true,
+                degrees: 180.0,
+            },
+            ..tile
+        };
+        assert_eq!(
+            upright.with_exact_size((512, 256)).size,
+            BackendSize::Exact(512, 256)
+        );
     }
 
     #[test]

@@ -26,6 +26,27 @@
 //! Support: [`error`] ([`IiifError`], which carries its HTTP status), [`version`], [`limits`] ([`Limits`],
 //! [`ImageFacts`]), [`capabilities`], [`geometry`] ([`PixelRect`]).
 //!
+//! # Example
+//!
+//! ```
+//! use iiif::{backend_query, parse_backend_info, parse_route, plan, Capabilities, Limits, Route, Version};
+//!
+//! // iipsrv's info.json, fetched once per image and cached by the caller.
+//! let backend = parse_backend_info(br#"{"width": 1000, "height": 750,
+//!     "tiles": [{"width": 256, "height": 256, "scaleFactors": [1, 2, 4]}]}"#)?;
+//! let facts = backend.facts();
+//!
+//! let Route::Image { identifier, request } = parse_route(Version::V3, "photo.tif/900,700,300,200/max/0/default.jpg")?
+//! else {
+//!     unreachable!("an image request")
+//! };
+//! let planned = plan(Version::V3, &request, &facts, &Limits::default(), &Capabilities::default())?;
+//! // The region is clipped before iipsrv sees it, and the size is always exact.
+//! assert_eq!(backend_query(&identifier, &planned.backend), "IIIF=photo.tif/900,700,100,50/100,50/0/default.jpg");
+//! assert!(planned.post.is_passthrough());
+//! # Ok::<(), iiif::IiifError>(())
+//! ```
+//!
 //! The behaviour follows `docs/iiif-reference.md` of the project (URL syntax §1, the v3 → iipsrv rewrite §1.4,
 //! info.json §2, iipsrv 1.1's bugs §3.8 and the validator §4).
 

@@ -61,6 +61,30 @@ impl PostSteps {
     }
 }
 
+impl Plan {
+    /// The dimensions of the JPEG iipsrv returns for [`Plan::backend`]: the size it is asked for, turned by its own
+    /// 90° or 270° rotation. The gateway can compare this with what came back, and [`Plan::post`]'s crop is
+    /// expressed in this image's coordinates.
+    pub fn backend_output_size(&self) -> (u32, u32) {
+        let (width, height) = match self.backend.size {
+            BackendSize::Exact(width, height) => (width, height),
+            // The tile path is only planned without a crop, where iipsrv's output is the planned output.
+            BackendSize::Tile(_) => self.output,
+        };
+        if self.backend.rotation.swaps_axes() {
+            (height, width)
+        } else {
+            (width, height)
+        }
+    }
+
+    /// The backend request with the tile path replaced by the exact (CVT) form of the same size; the fallback
+    /// when iipsrv did not answer a tile request from a stored tile.
+    pub fn exact_backend(&self) -> BackendRequest {
+        self.backend.with_exact_size(self.backend_output_size())
+    }
+}
+
 /// Resolves an image request against one image.
 ///
 /// # Errors
@@ -276,6 +300,23 @@ mod tests {
         // The whole smallest level, as viewers ask for first.
         let plan = v3("full/250,/0/default.jpg", &hubble()).unwrap();
         assert_eq!(plan.backend.path(), "full/250,/0/default.jpg");
+    }
+
+    #[test]
+    fn backend_output_sizes() {
+        let plan = v3("256,512,256,256/256,/90/default.jpg", &hubble()).unwrap();
+        assert_eq!(plan.backend_output_size(), (256, 256));
+        assert_eq!(
+            plan.exact_backend().path(),
+            "256,512,256,256/256,256/90/default.jpg"
+        );
+        let plan = v3("0,0,1000,500/200,/270/default.jpg", &hubble()).unwrap();
+        assert_eq!(plan.output, (200, 100));
+        assert_eq!(plan.backend_output_size(), (100, 200));
+        assert_eq!(plan.exact_backend(), plan.backend);
+        // With the crash workaround, iipsrv returns the grown render.
+        let plan = v3("0,999,100,1/50,1/90/default.jpg", &facts(1000, 1000)).unwrap();
+        assert_eq!(plan.backend_output_size(), (4, 50));
     }
 
     #[test]

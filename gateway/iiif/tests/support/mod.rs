@@ -226,6 +226,20 @@ pub fn check_plan(
         }
     }
 
+    // The exact fallback of any backend request asks for the same pixels at the same size.
+    let exact = planned.exact_backend();
+    assert_eq!(exact.region, backend.region, "{context}");
+    assert_eq!(exact.rotation, backend.rotation, "{context}");
+    match (exact.size, backend.size) {
+        (BackendSize::Exact(w, h), BackendSize::Exact(..)) => {
+            assert_eq!(BackendSize::Exact(w, h), backend.size)
+        }
+        (BackendSize::Exact(w, h), BackendSize::Tile(_)) => {
+            assert_eq!((w, h), planned.output, "{context}")
+        }
+        (BackendSize::Tile(_), _) => panic!("the exact fallback is a tile request: {context}"),
+    }
+
     // What the gateway does afterwards.
     if let Some(crop) = planned.post.crop {
         let BackendSize::Exact(backend_width, backend_height) = backend.size else {
@@ -237,6 +251,7 @@ pub fn check_plan(
         } else {
             (backend_width, backend_height)
         };
+        assert_eq!(planned.backend_output_size(), returned, "{context}");
         assert!(
             crop.fits_in(returned.0, returned.1),
             "crop outside the backend output: {context}"
