@@ -7,9 +7,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
+use http::Response;
 use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
-use http::Response;
 
 use crate::app::Gateway;
 
@@ -29,7 +29,11 @@ impl AdminApp {
         let gauge = &self.gateway.metrics.backends;
         gauge.with_label_values(&["healthy"]).set(healthy);
         gauge.with_label_values(&["down"]).set(total - healthy);
-        (200, "text/plain; version=0.0.4", self.gateway.metrics.render())
+        (
+            200,
+            "text/plain; version=0.0.4",
+            self.gateway.metrics.render(),
+        )
     }
 
     fn health(&self) -> (u16, &'static str, Vec<u8>) {

@@ -9,7 +9,9 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use bytes::Bytes;
-use iiif::{Capabilities, Format, Identifier, ImageRequest, InfoOptions, Plan, Quality, Route, Version};
+use iiif::{
+    Capabilities, Format, Identifier, ImageRequest, InfoOptions, Plan, Quality, Route, Version,
+};
 
 use crate::backend::Iipsrv;
 use crate::config::GatewayConfig;
@@ -58,10 +60,16 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: GatewayConfig, pool: Arc<BackendPool>, metrics: Arc<Metrics>) -> Self {
         let caps = Capabilities {
-            formats: vec![Format::Jpg, Format::Png, Format::Gif, Format::Webp, Format::Tif],
+            formats: vec![
+                Format::Jpg,
+                Format::Png,
+                Format::Gif,
+                Format::Webp,
+                Format::Tif,
+            ],
             arbitrary_rotation: true,
         };
-        let mut limits = config.limits.clone();
+        let mut limits = config.limits;
         // iipsrv distorts any output beyond its MAX_CVT, so never promise more than it can do.
         limits.max_width = limits.max_width.min(config.backend.max_cvt);
         limits.max_height = limits.max_height.min(config.backend.max_cvt);
@@ -72,7 +80,11 @@ impl Gateway {
             rights: config.rights.clone(),
         };
         Gateway {
-            origin: PublicOrigin::new(config.public_base_url.clone(), config.trusted_proxies.clone(), config.listen),
+            origin: PublicOrigin::new(
+                config.public_base_url.clone(),
+                config.trusted_proxies.clone(),
+                config.listen,
+            ),
             iipsrv: Iipsrv::new(pool.clone(), metrics.clone()),
             facts: FactsCache::new(config.facts_ttl, FACTS_CAPACITY),
             caps,
@@ -86,7 +98,8 @@ impl Gateway {
     /// Answers one request. Never fails: every problem becomes an IIIF-style error reply.
     pub async fn handle(&self, request: &Incoming<'_>) -> Outcome {
         let (version, kind, result) = self.dispatch(request).await;
-        let reply = result.unwrap_or_else(|failure| Reply::failure(&failure, &self.config.cache_control.error));
+        let reply = result
+            .unwrap_or_else(|failure| Reply::failure(&failure, &self.config.cache_control.error));
         Outcome {
             reply: reply.finish(),
             version: version.map_or("none", version_label),
@@ -94,15 +107,30 @@ impl Gateway {
         }
     }
 
-    async fn dispatch(&self, request: &Incoming<'_>) -> (Option<Version>, &'static str, Result<Reply, Failure>) {
+    async fn dispatch(
+        &self,
+        request: &Incoming<'_>,
+    ) -> (Option<Version>, &'static str, Result<Reply, Failure>) {
         match request.method {
             "GET" | "HEAD" => {}
-            "OPTIONS" => return (None, "preflight", Ok(Reply::preflight(request.preflight_headers))),
+            "OPTIONS" => {
+                return (
+                    None,
+                    "preflight",
+                    Ok(Reply::preflight(request.preflight_headers)),
+                )
+            }
             _ => return (None, "other", Err(Failure::new(405, "method not allowed"))),
         }
         let (version, rest) = match routes::classify(&self.config.prefix, request.path) {
             Endpoint::Unknown => return (None, "other", Err(Failure::new(404, "not found"))),
-            Endpoint::Unversioned { rest } => return (None, "redirect", Ok(self.latest_version_redirect(request, rest))),
+            Endpoint::Unversioned { rest } => {
+                return (
+                    None,
+                    "redirect",
+                    Ok(self.latest_version_redirect(request, rest)),
+                )
+            }
             Endpoint::Versioned { version, rest } => (version, rest),
         };
         let route = match iiif::parse_route(version, rest) {
@@ -112,8 +140,17 @@ impl Gateway {
         let base = self.version_base(request, version);
         let (kind, result) = match route {
             Route::Base { identifier } => ("base", Ok(self.base_redirect(&base, &identifier))),
-            Route::Info { identifier } => ("info", self.info(version, &identifier, &base, request.accept).await),
-            Route::Image { identifier, request } => ("image", self.image(version, &identifier, &request, &base).await),
+            Route::Info { identifier } => (
+                "info",
+                self.info(version, &identifier, &base, request.accept).await,
+            ),
+            Route::Image {
+                identifier,
+                request,
+            } => (
+                "image",
+                self.image(version, &identifier, &request, &base).await,
+            ),
         };
         (Some(version), kind, result)
     }
@@ -161,14 +198,21 @@ impl Gateway {
         Ok(record)
     }
 
-    async fn info(&self, version: Version, identifier: &Identifier, base: &str, accept: Option<&str>) -> Result<Reply, Failure> {
+    async fn info(
+        &self,
+        version: Version,
+        identifier: &Identifier,
+        base: &str,
+        accept: Option<&str>,
+    ) -> Result<Reply, Failure> {
         let record = self.record(identifier).await?;
         let id = format!("{base}/{}", identifier.public_encoded());
         let document = match version {
             Version::V3 => iiif::info_v3(&record.info, &id, &self.info_options),
             Version::V2 => iiif::info_v2(&record.info, &id, &self.info_options),
         };
-        let body = serde_json::to_vec_pretty(&document).map_err(|e| Failure::new(500, format!("info.json encoding failed: {e}")))?;
+        let body = serde_json::to_vec_pretty(&document)
+            .map_err(|e| Failure::new(500, format!("info.json encoding failed: {e}")))?;
         let reply = Reply::with_body(200, iiif::info_content_type(version, accept), body)
             .header("Vary", "Accept")
             .header("Link", iiif::profile_link_header(version))
@@ -176,18 +220,37 @@ impl Gateway {
         Ok(with_last_modified(reply, &record))
     }
 
-    async fn image(&self, version: Version, identifier: &Identifier, request: &ImageRequest, base: &str) -> Result<Reply, Failure> {
+    async fn image(
+        &self,
+        version: Version,
+        identifier: &Identifier,
+        request: &ImageRequest,
+        base: &str,
+    ) -> Result<Reply, Failure> {
         let record = self.record(identifier).await?;
-        let plan = iiif::plan(version, request, &record.facts, &self.info_options.limits, &self.caps)?;
+        let plan = iiif::plan(
+            version,
+            request,
+            &record.facts,
+            &self.info_options.limits,
+            &self.caps,
+        )?;
         let jpeg = self.backend_pixels(identifier, &plan).await?;
-        let body = if plan.post.is_passthrough() { jpeg } else { self.render(jpeg, &plan).await? };
+        let body = if plan.post.is_passthrough() {
+            jpeg
+        } else {
+            self.render(jpeg, &plan).await?
+        };
         let canonical = format!(
             "<{base}/{}/{}>;rel=\"canonical\"",
             identifier.public_encoded(),
             iiif::canonical_path(version, &plan, &record.facts)
         );
         let reply = Reply::with_body(200, plan.format.mime(), body)
-            .header("Link", format!("{}, {canonical}", iiif::profile_link_header(version)))
+            .header(
+                "Link",
+                format!("{}, {canonical}", iiif::profile_link_header(version)),
+            )
             .header("Cache-Control", self.config.cache_control.image.clone());
         Ok(with_last_modified(reply, &record))
     }
@@ -207,7 +270,10 @@ impl Gateway {
             iiif::BackendSize::Tile(_) => "tile",
             iiif::BackendSize::Exact(..) => "exact",
         };
-        self.metrics.backend_size_mismatches.with_label_values(&[form]).inc();
+        self.metrics
+            .backend_size_mismatches
+            .with_label_values(&[form])
+            .inc();
         log::warn!(
             "iipsrv returned {actual:?} instead of {expected:?} for {:?} {}",
             identifier.decoded(),

@@ -64,7 +64,11 @@ impl Iipsrv {
             // either way there is no image under this identifier.
             400 | 404 => {
                 self.outcome("not_found");
-                log::info!("iipsrv has no image for {:?}: {}", identifier.decoded(), excerpt(&response.body));
+                log::info!(
+                    "iipsrv has no image for {:?}: {}",
+                    identifier.decoded(),
+                    excerpt(&response.body)
+                );
                 return Err(Failure::new(404, "no image with this identifier"));
             }
             status => return Err(self.unexpected(status, &query, &response)),
@@ -85,7 +89,11 @@ impl Iipsrv {
     ///
     /// # Errors
     /// 404 when the image vanished, 502/503/504 when iipsrv fails, is busy or is slow.
-    pub async fn image(&self, identifier: &Identifier, request: &BackendRequest) -> Result<FetchedImage, Failure> {
+    pub async fn image(
+        &self,
+        identifier: &Identifier,
+        request: &BackendRequest,
+    ) -> Result<FetchedImage, Failure> {
         let query = iiif::backend_query(identifier, request);
         let response = self.execute("image", &query).await?;
         match response.status {
@@ -100,7 +108,10 @@ impl Iipsrv {
             200 => {
                 self.outcome("invalid");
                 log::error!("iipsrv returned 200 without a JPEG for {query}");
-                Err(Failure::new(502, "the image server returned an invalid image"))
+                Err(Failure::new(
+                    502,
+                    "the image server returned an invalid image",
+                ))
             }
             404 => {
                 self.outcome("not_found");
@@ -132,11 +143,26 @@ impl Iipsrv {
 
     fn failure_of(&self, error: FcgiError, query: &str) -> Failure {
         let (outcome, failure) = match &error {
-            FcgiError::Saturated => ("saturated", Failure::unavailable("all image server processes are busy", 1)),
-            FcgiError::NoHealthyBackend => ("unavailable", Failure::unavailable("no image server process is available", 5)),
-            FcgiError::Timeout(_) => ("timeout", Failure::new(504, "the image server took too long")),
-            FcgiError::EndedWithoutResponse => ("crashed", Failure::new(502, "the image server failed on this request")),
-            _ => ("error", Failure::new(502, "the image server could not be reached")),
+            FcgiError::Saturated => (
+                "saturated",
+                Failure::unavailable("all image server processes are busy", 1),
+            ),
+            FcgiError::NoHealthyBackend => (
+                "unavailable",
+                Failure::unavailable("no image server process is available", 5),
+            ),
+            FcgiError::Timeout(_) => (
+                "timeout",
+                Failure::new(504, "the image server took too long"),
+            ),
+            FcgiError::EndedWithoutResponse => (
+                "crashed",
+                Failure::new(502, "the image server failed on this request"),
+            ),
+            _ => (
+                "error",
+                Failure::new(502, "the image server could not be reached"),
+            ),
         };
         self.outcome(outcome);
         if outcome == "saturated" {
@@ -149,12 +175,18 @@ impl Iipsrv {
 
     fn unexpected(&self, status: u16, query: &str, response: &BackendResponse) -> Failure {
         self.outcome("rejected");
-        log::error!("iipsrv answered {status} to {query}: {}", excerpt(&response.body));
+        log::error!(
+            "iipsrv answered {status} to {query}: {}",
+            excerpt(&response.body)
+        );
         Failure::new(502, "the image server rejected the request")
     }
 
     fn outcome(&self, outcome: &str) {
-        self.metrics.backend_requests.with_label_values(&[outcome]).inc();
+        self.metrics
+            .backend_requests
+            .with_label_values(&[outcome])
+            .inc();
     }
 }
 

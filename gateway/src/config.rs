@@ -287,7 +287,8 @@ impl ConfigError {
 /// # Errors
 /// A [`ConfigError`] listing every invalid or missing value.
 pub fn parse(yaml: &str) -> Result<GatewayConfig, ConfigError> {
-    let file: RawFile = serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::one(e.to_string()))?;
+    let file: RawFile =
+        serde_yaml_ng::from_str(yaml).map_err(|e| ConfigError::one(e.to_string()))?;
     let raw = file
         .gateway
         .ok_or_else(|| ConfigError::one("missing section `gateway:`"))?;
@@ -306,25 +307,40 @@ impl RawGatewayConfig {
         if listen.is_some() && listen == admin_listen {
             problems.push("gateway.admin_listen must differ from gateway.listen: admin endpoints are never public".into());
         }
-        let public_base_url = self.public_base_url.as_deref().map(|url| url.trim_end_matches('/').to_owned());
+        let public_base_url = self
+            .public_base_url
+            .as_deref()
+            .map(|url| url.trim_end_matches('/').to_owned());
         if let Some(url) = &public_base_url {
-            if !(url.starts_with("http://") || url.starts_with("https://")) || url.contains(['?', '#', ' ']) {
+            if !(url.starts_with("http://") || url.starts_with("https://"))
+                || url.contains(['?', '#', ' '])
+            {
                 problems.push(format!("gateway.public_base_url: {url:?} is not an http(s) URL without query or fragment"));
             }
         }
         let prefix = self.prefix.trim_end_matches('/').to_owned();
         if !prefix.starts_with('/') || prefix.contains(['?', '#', ' ', '%']) {
-            problems.push(format!("gateway.prefix: {:?} must start with '/' and be a plain path", self.prefix));
+            problems.push(format!(
+                "gateway.prefix: {:?} must start with '/' and be a plain path",
+                self.prefix
+            ));
         }
         let trusted_proxies = self
             .trusted_proxies
             .iter()
-            .filter_map(|cidr| parse_cidr(cidr).map_err(|e| problems.push(format!("gateway.trusted_proxies: {e}"))).ok())
+            .filter_map(|cidr| {
+                parse_cidr(cidr)
+                    .map_err(|e| problems.push(format!("gateway.trusted_proxies: {e}")))
+                    .ok()
+            })
             .collect();
 
         let iiif = &self.iiif;
         let backend = &self.backend;
-        for (name, value) in [("gateway.iiif.max_width", iiif.max_width), ("gateway.iiif.max_height", iiif.max_height)] {
+        for (name, value) in [
+            ("gateway.iiif.max_width", iiif.max_width),
+            ("gateway.iiif.max_height", iiif.max_height),
+        ] {
             if value == 0 {
                 problems.push(format!("{name} must be at least 1"));
             }
@@ -333,13 +349,18 @@ impl RawGatewayConfig {
             problems.push("gateway.iiif.max_area must be at least 1".into());
         }
         if backend.max_cvt < 64 {
-            problems.push("gateway.backend.max_cvt must be at least 64 (iipsrv raises smaller values to 64)".into());
+            problems.push(
+                "gateway.backend.max_cvt must be at least 64 (iipsrv raises smaller values to 64)"
+                    .into(),
+            );
         }
         let confined_upscale = match iiif.confined_upscale.as_str() {
             "reject" => iiif::ConfinedUpscale::Reject,
             "allow" => iiif::ConfinedUpscale::Allow,
             other => {
-                problems.push(format!("gateway.iiif.confined_upscale: {other:?} is neither \"reject\" nor \"allow\""));
+                problems.push(format!(
+                    "gateway.iiif.confined_upscale: {other:?} is neither \"reject\" nor \"allow\""
+                ));
                 iiif::ConfinedUpscale::Reject
             }
         };
@@ -347,7 +368,9 @@ impl RawGatewayConfig {
             2 => iiif::Version::V2,
             3 => iiif::Version::V3,
             other => {
-                problems.push(format!("gateway.iiif.default_version: {other} is neither 2 nor 3"));
+                problems.push(format!(
+                    "gateway.iiif.default_version: {other} is neither 2 nor 3"
+                ));
                 iiif::Version::V3
             }
         };
@@ -376,20 +399,32 @@ impl RawGatewayConfig {
             }
         }
         if backend.first_byte_timeout_ms > backend.total_timeout_ms {
-            problems.push("gateway.backend.first_byte_timeout_ms must not exceed total_timeout_ms".into());
+            problems.push(
+                "gateway.backend.first_byte_timeout_ms must not exceed total_timeout_ms".into(),
+            );
         }
         if !(1..=100).contains(&self.output.jpeg_quality) {
             problems.push("gateway.output.jpeg_quality must be between 1 and 100".into());
         }
         let cc = &self.cache_control;
-        for (name, value) in [("image", &cc.image), ("info", &cc.info), ("redirect", &cc.redirect), ("error", &cc.error)] {
+        for (name, value) in [
+            ("image", &cc.image),
+            ("info", &cc.info),
+            ("redirect", &cc.redirect),
+            ("error", &cc.error),
+        ] {
             if value.is_empty() || value.bytes().any(|b| b < 0x20 || b == 0x7f) {
-                problems.push(format!("gateway.cache_control.{name} must be a non-empty single-line header value"));
+                problems.push(format!(
+                    "gateway.cache_control.{name} must be a non-empty single-line header value"
+                ));
             }
         }
         if let Some(rights) = &iiif.rights {
             if !(rights.starts_with("http://") || rights.starts_with("https://")) {
-                problems.push("gateway.iiif.rights must be a URI (Creative Commons or RightsStatements.org)".into());
+                problems.push(
+                    "gateway.iiif.rights must be a URI (Creative Commons or RightsStatements.org)"
+                        .into(),
+                );
             }
         }
 
@@ -462,7 +497,10 @@ mod tests {
         assert_eq!(config.prefix, "/iiif");
         assert_eq!(config.limits.max_width, 5000);
         assert_eq!(config.limits.max_area, 25_000_000);
-        assert_eq!(config.limits.confined_upscale, iiif::ConfinedUpscale::Reject);
+        assert_eq!(
+            config.limits.confined_upscale,
+            iiif::ConfinedUpscale::Reject
+        );
         assert_eq!(config.default_version, iiif::Version::V3);
         assert_eq!(config.backend.addresses, vec!["127.0.0.1:9001".to_string()]);
     }
@@ -478,7 +516,15 @@ mod tests {
         let yaml = "gateway:\n  listen: nowhere\n  prefix: iiif\n  trusted_proxies: [10.0.0.0/33]\n  iiif:\n    confined_upscale: maybe\n    default_version: 4\n  backend:\n    addresses: []\n    connect_timeout_ms: 0\n";
         let error = parse(yaml).unwrap_err();
         let text = error.to_string();
-        for expected in ["gateway.listen", "gateway.prefix", "trusted_proxies", "confined_upscale", "default_version", "addresses", "connect_timeout_ms"] {
+        for expected in [
+            "gateway.listen",
+            "gateway.prefix",
+            "trusted_proxies",
+            "confined_upscale",
+            "default_version",
+            "addresses",
+            "connect_timeout_ms",
+        ] {
             assert!(text.contains(expected), "{expected} missing from:\n{text}");
         }
         assert_eq!(error.problems.len(), 7, "{text}");
@@ -493,19 +539,28 @@ mod tests {
     #[test]
     fn admin_listener_cannot_be_the_public_one() {
         let yaml = "gateway:\n  listen: 127.0.0.1:8080\n  admin_listen: 127.0.0.1:8080\n  backend:\n    addresses: [127.0.0.1:9001]\n";
-        assert!(parse(yaml).unwrap_err().to_string().contains("admin endpoints are never public"));
+        assert!(parse(yaml)
+            .unwrap_err()
+            .to_string()
+            .contains("admin endpoints are never public"));
     }
 
     #[test]
     fn missing_gateway_section_is_named() {
-        assert_eq!(parse("version: 1\n").unwrap_err(), ConfigError::one("missing section `gateway:`"));
+        assert_eq!(
+            parse("version: 1\n").unwrap_err(),
+            ConfigError::one("missing section `gateway:`")
+        );
     }
 
     #[test]
     fn trailing_slashes_are_normalised() {
         let yaml = "gateway:\n  public_base_url: https://img.example.org/\n  prefix: /iiif/\n  backend:\n    addresses: [unix:/run/iipsrv.sock]\n";
         let config = parse(yaml).unwrap();
-        assert_eq!(config.public_base_url.as_deref(), Some("https://img.example.org"));
+        assert_eq!(
+            config.public_base_url.as_deref(),
+            Some("https://img.example.org")
+        );
         assert_eq!(config.prefix, "/iiif");
     }
 }

@@ -59,7 +59,11 @@ impl FactsCache {
     ///
     /// # Errors
     /// The failure of `fetch`; it is not remembered.
-    pub async fn get<F, Fut>(&self, identifier: &str, fetch: F) -> Result<(Arc<ImageRecord>, Lookup), Failure>
+    pub async fn get<F, Fut>(
+        &self,
+        identifier: &str,
+        fetch: F,
+    ) -> Result<(Arc<ImageRecord>, Lookup), Failure>
     where
         F: FnOnce() -> Fut,
         Fut: Future<Output = Result<ImageRecord, Failure>>,
@@ -76,7 +80,14 @@ impl FactsCache {
             })
             .await;
         match result {
-            Ok(record) => Ok((record.clone(), if fetched_here { Lookup::Miss } else { Lookup::Hit })),
+            Ok(record) => Ok((
+                record.clone(),
+                if fetched_here {
+                    Lookup::Miss
+                } else {
+                    Lookup::Hit
+                },
+            )),
             Err(failure) => {
                 self.forget_slot(identifier, &slot);
                 Err(failure)
@@ -86,7 +97,10 @@ impl FactsCache {
 
     /// Drops what is known about `identifier` (its master changed or was purged).
     pub fn invalidate(&self, identifier: &str) {
-        self.entries.lock().expect("facts cache lock").remove(identifier);
+        self.entries
+            .lock()
+            .expect("facts cache lock")
+            .remove(identifier);
     }
 
     /// Number of identifiers held.
@@ -122,7 +136,12 @@ impl FactsCache {
 
     /// Removes expired entries, then the oldest half if that was not enough. Runs only when the
     /// map is full, so its cost is spread over many insertions.
-    fn make_room(entries: &mut HashMap<String, Entry>, now: Instant, ttl: Duration, capacity: usize) {
+    fn make_room(
+        entries: &mut HashMap<String, Entry>,
+        now: Instant,
+        ttl: Duration,
+        capacity: usize,
+    ) {
         entries.retain(|_, entry| now.duration_since(entry.created) < ttl);
         if entries.len() >= capacity {
             let mut ages: Vec<Instant> = entries.values().map(|entry| entry.created).collect();
@@ -135,7 +154,10 @@ impl FactsCache {
     /// Removes a failed slot, unless another request already replaced it.
     fn forget_slot(&self, identifier: &str, slot: &Slot) {
         let mut entries = self.entries.lock().expect("facts cache lock");
-        if entries.get(identifier).is_some_and(|entry| Arc::ptr_eq(&entry.slot, slot)) {
+        if entries
+            .get(identifier)
+            .is_some_and(|entry| Arc::ptr_eq(&entry.slot, slot))
+        {
             entries.remove(identifier);
         }
     }
@@ -146,7 +168,7 @@ mod tests {
     use super::*;
     use std::sync::atomic::{AtomicUsize, Ordering};
 
-    fn record(width: u32) -> ImageRecord {
+    fn sample_record(width: u32) -> ImageRecord {
         let json = format!(
             r#"{{"@context":"http://iiif.io/api/image/2/context.json","@id":"x","protocol":"http://iiif.io/api/image","width":{width},"height":100,"tiles":[{{"width":256,"height":256,"scaleFactors":[1]}}],"profile":["http://iiif.io/api/image/2/level1.json",{{"maxWidth":5000,"maxHeight":5000}}]}}"#
         );
@@ -171,7 +193,7 @@ mod tests {
                     .get("a", || async {
                         fetches.fetch_add(1, Ordering::SeqCst);
                         tokio::time::sleep(Duration::from_millis(20)).await;
-                        Ok(record(640))
+                        Ok(sample_record(640))
                     })
                     .await
                     .map(|(record, _)| record.facts.width)
@@ -186,29 +208,49 @@ mod tests {
     #[tokio::test]
     async fn failures_are_not_remembered() {
         let cache = FactsCache::new(Duration::from_secs(60), 100);
-        let failed = cache.get("a", || async { Err(Failure::new(503, "down")) }).await;
+        let failed = cache
+            .get("a", || async { Err(Failure::new(503, "down")) })
+            .await;
         assert_eq!(failed.unwrap_err().status, 503);
-        let (record, lookup) = cache.get("a", || async { Ok(record(10)) }).await.unwrap();
+        let (record, lookup) = cache
+            .get("a", || async { Ok(sample_record(10)) })
+            .await
+            .unwrap();
         assert_eq!((record.facts.width, lookup), (10, Lookup::Miss));
-        let (_, lookup) = cache.get("a", || async { Ok(record(99)) }).await.unwrap();
+        let (_, lookup) = cache
+            .get("a", || async { Ok(sample_record(99)) })
+            .await
+            .unwrap();
         assert_eq!(lookup, Lookup::Hit);
     }
 
     #[tokio::test]
     async fn expired_entries_are_fetched_again() {
         let cache = FactsCache::new(Duration::from_millis(10), 100);
-        cache.get("a", || async { Ok(record(10)) }).await.unwrap();
+        cache
+            .get("a", || async { Ok(sample_record(10)) })
+            .await
+            .unwrap();
         tokio::time::sleep(Duration::from_millis(20)).await;
-        let (record, lookup) = cache.get("a", || async { Ok(record(20)) }).await.unwrap();
+        let (record, lookup) = cache
+            .get("a", || async { Ok(sample_record(20)) })
+            .await
+            .unwrap();
         assert_eq!((record.facts.width, lookup), (20, Lookup::Miss));
     }
 
     #[tokio::test]
     async fn invalidation_forces_a_fetch() {
         let cache = FactsCache::new(Duration::from_secs(60), 100);
-        cache.get("a", || async { Ok(record(10)) }).await.unwrap();
+        cache
+            .get("a", || async { Ok(sample_record(10)) })
+            .await
+            .unwrap();
         cache.invalidate("a");
-        let (record, _) = cache.get("a", || async { Ok(record(30)) }).await.unwrap();
+        let (record, _) = cache
+            .get("a", || async { Ok(sample_record(30)) })
+            .await
+            .unwrap();
         assert_eq!(record.facts.width, 30);
     }
 
@@ -216,7 +258,10 @@ mod tests {
     async fn the_map_stays_bounded() {
         let cache = FactsCache::new(Duration::from_secs(60), 10);
         for i in 0..100 {
-            cache.get(&i.to_string(), || async { Ok(record(10)) }).await.unwrap();
+            cache
+                .get(&i.to_string(), || async { Ok(sample_record(10)) })
+                .await
+                .unwrap();
             assert!(cache.len() <= 10);
         }
     }

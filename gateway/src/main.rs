@@ -30,7 +30,12 @@ use gateway::service::PublicService;
 #[command(name = "iiif-gateway", version)]
 struct Cli {
     /// Configuration file (YAML: Pingora's server keys plus a `gateway:` section).
-    #[arg(short, long, value_name = "FILE", default_value = "/etc/iiif-gateway/gateway.yaml")]
+    #[arg(
+        short,
+        long,
+        value_name = "FILE",
+        default_value = "/etc/iiif-gateway/gateway.yaml"
+    )]
     conf: PathBuf,
     /// Check the configuration file and exit (0 = valid).
     #[arg(short, long)]
@@ -55,7 +60,10 @@ fn main() -> ExitCode {
         }
     };
     if cli.test {
-        println!("iiif-gateway: configuration {} is valid", cli.conf.display());
+        println!(
+            "iiif-gateway: configuration {} is valid",
+            cli.conf.display()
+        );
         return ExitCode::SUCCESS;
     }
     run(cli, server_conf, gateway_config)
@@ -63,9 +71,11 @@ fn main() -> ExitCode {
 
 fn load(cli: &Cli) -> Result<(ServerConf, GatewayConfig), String> {
     let path = cli.conf.display();
-    let text = std::fs::read_to_string(&cli.conf).map_err(|e| format!("cannot read {path}: {e}"))?;
+    let text =
+        std::fs::read_to_string(&cli.conf).map_err(|e| format!("cannot read {path}: {e}"))?;
     let gateway_config = config::parse(&text).map_err(|e| format!("{path}: {e}"))?;
-    let server_conf = ServerConf::from_yaml(&text).map_err(|e| format!("{path}: server settings: {e}"))?;
+    let server_conf =
+        ServerConf::from_yaml(&text).map_err(|e| format!("{path}: server settings: {e}"))?;
     Ok((server_conf, gateway_config))
 }
 
@@ -94,7 +104,11 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     let admin_listen = config.admin_listen.to_string();
     let gateway = Arc::new(Gateway::new(config, pool.clone(), metrics));
 
-    let mut public = pingora::proxy::http_proxy_service_with_name(&server.configuration, PublicService::new(gateway.clone()), "iiif");
+    let mut public = pingora::proxy::http_proxy_service_with_name(
+        &server.configuration,
+        PublicService::new(gateway.clone()),
+        "iiif",
+    );
     public.add_tcp(&listen);
     let mut admin = Service::new("admin".to_string(), AdminApp::new(gateway));
     admin.add_tcp(&admin_listen);

@@ -51,15 +51,19 @@ impl Metrics {
                 labels,
             )
             .expect("valid histogram");
-            registry.register(Box::new(histogram.clone())).expect("unique metric");
+            registry
+                .register(Box::new(histogram.clone()))
+                .expect("unique metric");
             histogram
         };
         let counter = |name: &str, help: &str, labels: &[&str]| {
             let counter = IntCounterVec::new(Opts::new(name, help), labels).expect("valid counter");
-            registry.register(Box::new(counter.clone())).expect("unique metric");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("unique metric");
             counter
         };
-        let metrics = Metrics {
+        Metrics {
             requests: counter(
                 "iiif_gateway_requests_total",
                 "Requests answered, by API version, endpoint kind and status code.",
@@ -116,8 +120,7 @@ impl Metrics {
                 gauge
             },
             registry,
-        };
-        metrics
+        }
     }
 
     /// The text exposition format of every metric.
@@ -143,10 +146,26 @@ mod tests {
     #[test]
     fn exposition_contains_recorded_values() {
         let metrics = Metrics::new();
-        metrics.requests.with_label_values(&["3", "image", "200"]).inc();
-        metrics.request_duration.with_label_values(&["image"]).observe(0.002);
+        metrics
+            .requests
+            .with_label_values(&["3", "image", "200"])
+            .inc();
+        metrics
+            .request_duration
+            .with_label_values(&["image"])
+            .observe(0.002);
         let text = String::from_utf8(metrics.render()).unwrap();
-        assert!(text.contains("iiif_gateway_requests_total{kind=\"image\",status=\"200\",version=\"3\"} 1"), "{text}");
-        assert!(text.contains("iiif_gateway_request_duration_seconds_bucket{kind=\"image\",le=\"0.0025\"} 1"), "{text}");
+        assert!(
+            text.contains(
+                "iiif_gateway_requests_total{kind=\"image\",status=\"200\",version=\"3\"} 1"
+            ),
+            "{text}"
+        );
+        assert!(
+            text.contains(
+                "iiif_gateway_request_duration_seconds_bucket{kind=\"image\",le=\"0.0025\"} 1"
+            ),
+            "{text}"
+        );
     }
 }

@@ -28,7 +28,11 @@ pub struct PublicOrigin {
 }
 
 impl PublicOrigin {
-    pub fn new(configured: Option<String>, trusted_proxies: Vec<IpNet>, listen: SocketAddr) -> Self {
+    pub fn new(
+        configured: Option<String>,
+        trusted_proxies: Vec<IpNet>,
+        listen: SocketAddr,
+    ) -> Self {
         PublicOrigin {
             configured,
             trusted_proxies,
@@ -41,7 +45,8 @@ impl PublicOrigin {
         if let Some(configured) = &self.configured {
             return configured.clone();
         }
-        let trusted = peer.is_some_and(|ip| self.trusted_proxies.iter().any(|net| net.contains(&ip)));
+        let trusted =
+            peer.is_some_and(|ip| self.trusted_proxies.iter().any(|net| net.contains(&ip)));
         if trusted {
             let host = headers
                 .forwarded_host
@@ -67,7 +72,10 @@ impl PublicOrigin {
 
 /// Proxies append to `X-Forwarded-*` lists; the first entry is the client-facing one.
 fn first_list_item(value: &str) -> Option<&str> {
-    value.split(',').map(str::trim).find(|item| !item.is_empty())
+    value
+        .split(',')
+        .map(str::trim)
+        .find(|item| !item.is_empty())
 }
 
 /// A host header value that can be placed in a URL as is: a name or address with an optional port.
@@ -83,9 +91,9 @@ fn is_plausible_prefix(prefix: &str) -> bool {
     prefix.is_empty()
         || (prefix.starts_with('/')
             && prefix.len() <= 200
-            && prefix
-                .bytes()
-                .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_' | b'~')))
+            && prefix.bytes().all(|b| {
+                b.is_ascii_alphanumeric() || matches!(b, b'/' | b'.' | b'-' | b'_' | b'~')
+            }))
 }
 
 #[cfg(test)]
@@ -110,7 +118,10 @@ mod tests {
             forwarded_host: Some("evil.example"),
             ..Default::default()
         };
-        assert_eq!(origin(Some("https://img.example.org")).resolve(PROXY, headers), "https://img.example.org");
+        assert_eq!(
+            origin(Some("https://img.example.org")).resolve(PROXY, headers),
+            "https://img.example.org"
+        );
     }
 
     #[test]
@@ -121,7 +132,10 @@ mod tests {
             forwarded_host: Some("evil.example"),
             forwarded_prefix: Some("/x"),
         };
-        assert_eq!(origin(None).resolve(STRANGER, headers), "http://127.0.0.1:8080");
+        assert_eq!(
+            origin(None).resolve(STRANGER, headers),
+            "http://127.0.0.1:8080"
+        );
         assert_eq!(origin(None).resolve(None, headers), "http://127.0.0.1:8080");
     }
 
@@ -133,7 +147,10 @@ mod tests {
             forwarded_host: Some("images.example.org, internal"),
             forwarded_prefix: Some("/media/"),
         };
-        assert_eq!(origin(None).resolve(PROXY, headers), "https://images.example.org/media");
+        assert_eq!(
+            origin(None).resolve(PROXY, headers),
+            "https://images.example.org/media"
+        );
     }
 
     #[test]
@@ -142,7 +159,10 @@ mod tests {
             host: Some("images.example.org"),
             ..Default::default()
         };
-        assert_eq!(origin(None).resolve(PROXY, headers), "http://images.example.org");
+        assert_eq!(
+            origin(None).resolve(PROXY, headers),
+            "http://images.example.org"
+        );
     }
 
     #[test]
@@ -152,7 +172,10 @@ mod tests {
             forwarded_prefix: Some("/x\"><script>"),
             ..Default::default()
         };
-        assert_eq!(origin(None).resolve(PROXY, headers), "http://127.0.0.1:8080");
+        assert_eq!(
+            origin(None).resolve(PROXY, headers),
+            "http://127.0.0.1:8080"
+        );
         let headers = OriginHeaders {
             host: Some("ok.example"),
             forwarded_prefix: Some("/x\"><script>"),

@@ -63,7 +63,9 @@ impl Reply {
     }
 
     pub fn with_body(status: u16, content_type: &str, body: impl Into<Bytes>) -> Self {
-        Reply::new(status).header("Content-Type", content_type).body(body)
+        Reply::new(status)
+            .header("Content-Type", content_type)
+            .body(body)
     }
 
     pub fn header(mut self, name: &'static str, value: impl Into<String>) -> Self {
@@ -113,7 +115,8 @@ impl Reply {
 
     /// Adds what every response carries, whatever produced it.
     pub fn finish(mut self) -> Self {
-        self.headers.push(("Access-Control-Allow-Origin", "*".into()));
+        self.headers
+            .push(("Access-Control-Allow-Origin", "*".into()));
         self.headers
             .push(("Access-Control-Expose-Headers", EXPOSED_HEADERS.into()));
         self
@@ -148,7 +151,10 @@ mod tests {
             Reply::redirect(303, "http://x/info.json".into(), "max-age=1"),
             Reply::new(304),
         ] {
-            assert_eq!(reply.finish().header_value("access-control-allow-origin"), Some("*"));
+            assert_eq!(
+                reply.finish().header_value("access-control-allow-origin"),
+                Some("*")
+            );
         }
     }
 
@@ -156,7 +162,10 @@ mod tests {
     fn failures_are_short_plain_text() {
         let reply = Reply::failure(&Failure::unavailable("busy", 2), "no-store");
         assert_eq!(reply.status, 503);
-        assert_eq!(reply.header_value("Content-Type"), Some("text/plain; charset=utf-8"));
+        assert_eq!(
+            reply.header_value("Content-Type"),
+            Some("text/plain; charset=utf-8")
+        );
         assert_eq!(reply.header_value("Retry-After"), Some("2"));
         assert_eq!(&reply.body[..], b"busy\n");
     }
@@ -170,7 +179,10 @@ mod tests {
     #[test]
     fn preflight_echoes_only_token_lists() {
         let reply = Reply::preflight(Some("Range, X-Requested-With"));
-        assert_eq!(reply.header_value("Access-Control-Allow-Headers"), Some("Range, X-Requested-With"));
+        assert_eq!(
+            reply.header_value("Access-Control-Allow-Headers"),
+            Some("Range, X-Requested-With")
+        );
         let reply = Reply::preflight(Some("x\r\nSet-Cookie: a=b"));
         assert_eq!(reply.header_value("Access-Control-Allow-Headers"), None);
         assert_eq!(reply.status, 204);

@@ -53,24 +53,49 @@ mod tests {
     fn versioned_paths() {
         assert_eq!(
             classify("/iiif", "/iiif/3/abc/info.json"),
-            Endpoint::Versioned { version: Version::V3, rest: "abc/info.json" }
+            Endpoint::Versioned {
+                version: Version::V3,
+                rest: "abc/info.json"
+            }
         );
         assert_eq!(
             classify("/iiif", "/iiif/2/a%2Fb/full/max/0/default.jpg"),
-            Endpoint::Versioned { version: Version::V2, rest: "a%2Fb/full/max/0/default.jpg" }
+            Endpoint::Versioned {
+                version: Version::V2,
+                rest: "a%2Fb/full/max/0/default.jpg"
+            }
         );
     }
 
     #[test]
     fn unversioned_paths() {
-        assert_eq!(classify("/iiif", "/iiif/abc"), Endpoint::Unversioned { rest: "abc" });
-        assert_eq!(classify("/iiif", "/iiif/4/x"), Endpoint::Unversioned { rest: "4/x" });
-        assert_eq!(classify("/iiif", "/iiif/30/x"), Endpoint::Unversioned { rest: "30/x" });
+        assert_eq!(
+            classify("/iiif", "/iiif/abc"),
+            Endpoint::Unversioned { rest: "abc" }
+        );
+        assert_eq!(
+            classify("/iiif", "/iiif/4/x"),
+            Endpoint::Unversioned { rest: "4/x" }
+        );
+        assert_eq!(
+            classify("/iiif", "/iiif/30/x"),
+            Endpoint::Unversioned { rest: "30/x" }
+        );
     }
 
     #[test]
     fn everything_else_is_unknown() {
-        for path in ["/", "/iiif", "/iiif/", "/iiif/3", "/iiif/3/", "/iiifx/3/a", "/other/3/a", "/metrics", "/admin/x"] {
+        for path in [
+            "/",
+            "/iiif",
+            "/iiif/",
+            "/iiif/3",
+            "/iiif/3/",
+            "/iiifx/3/a",
+            "/other/3/a",
+            "/metrics",
+            "/admin/x",
+        ] {
             assert_eq!(classify("/iiif", path), Endpoint::Unknown, "{path}");
         }
     }
@@ -79,7 +104,10 @@ mod tests {
     fn custom_prefix() {
         assert_eq!(
             classify("/images/iiif", "/images/iiif/3/x"),
-            Endpoint::Versioned { version: Version::V3, rest: "x" }
+            Endpoint::Versioned {
+                version: Version::V3,
+                rest: "x"
+            }
         );
         assert_eq!(classify("/images/iiif", "/iiif/3/x"), Endpoint::Unknown);
     }

@@ -49,11 +49,22 @@ impl ProxyHttp for PublicService {
         }
     }
 
-    async fn upstream_peer(&self, _session: &mut Session, _ctx: &mut RequestContext) -> Result<Box<HttpPeer>> {
-        Error::e_explain(ErrorType::InternalError, "the gateway answers every request itself")
+    async fn upstream_peer(
+        &self,
+        _session: &mut Session,
+        _ctx: &mut RequestContext,
+    ) -> Result<Box<HttpPeer>> {
+        Error::e_explain(
+            ErrorType::InternalError,
+            "the gateway answers every request itself",
+        )
     }
 
-    async fn request_filter(&self, session: &mut Session, ctx: &mut RequestContext) -> Result<bool> {
+    async fn request_filter(
+        &self,
+        session: &mut Session,
+        ctx: &mut RequestContext,
+    ) -> Result<bool> {
         self.gateway.metrics.in_flight.inc();
         let outcome = {
             let header = session.req_header();
@@ -61,7 +72,10 @@ impl ProxyHttp for PublicService {
             let incoming = Incoming {
                 method: header.method.as_str(),
                 path: header.uri.path(),
-                peer: session.client_addr().and_then(|a| a.as_inet()).map(|a| a.ip()),
+                peer: session
+                    .client_addr()
+                    .and_then(|a| a.as_inet())
+                    .map(|a| a.ip()),
                 accept: text("accept"),
                 origin_headers: OriginHeaders {
                     host: text("host").or_else(|| header.uri.authority().map(|a| a.as_str())),
@@ -83,12 +97,18 @@ impl ProxyHttp for PublicService {
         Ok(true)
     }
 
-    async fn fail_to_proxy(&self, session: &mut Session, error: &Error, ctx: &mut RequestContext) -> FailToProxy {
+    async fn fail_to_proxy(
+        &self,
+        session: &mut Session,
+        error: &Error,
+        ctx: &mut RequestContext,
+    ) -> FailToProxy {
         log::error!("request failed inside the gateway: {error}");
         ctx.status = 500;
         let written = session.response_written().is_some();
         if !written {
-            let reply = Reply::with_body(500, "text/plain; charset=utf-8", "internal error\n").finish();
+            let reply =
+                Reply::with_body(500, "text/plain; charset=utf-8", "internal error\n").finish();
             let _ = write_reply(session, reply, false).await;
         }
         FailToProxy {
@@ -97,7 +117,12 @@ impl ProxyHttp for PublicService {
         }
     }
 
-    async fn logging(&self, session: &mut Session, _error: Option<&Error>, ctx: &mut RequestContext) {
+    async fn logging(
+        &self,
+        session: &mut Session,
+        _error: Option<&Error>,
+        ctx: &mut RequestContext,
+    ) {
         let elapsed = ctx.started.elapsed();
         let metrics = &self.gateway.metrics;
         metrics
@@ -134,7 +159,9 @@ async fn write_reply(session: &mut Session, reply: Reply, head_only: bool) -> Re
     }
     header.insert_header("Content-Length", reply.body.len().to_string())?;
     let no_body = head_only || reply.body.is_empty();
-    session.write_response_header(Box::new(header), no_body).await?;
+    session
+        .write_response_header(Box::new(header), no_body)
+        .await?;
     if !no_body {
         session.write_response_body(Some(reply.body), true).await?;
     }

@@ -27,19 +27,30 @@ async fn v3_info_json_is_a_level2_image_service() {
         "application/ld+json;profile=\"http://iiif.io/api/image/3/context.json\""
     );
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
-    assert!(response.headers()["link"].to_str().unwrap().contains("http://iiif.io/api/image/3/level2.json"));
+    assert!(response.headers()["link"]
+        .to_str()
+        .unwrap()
+        .contains("http://iiif.io/api/image/3/level2.json"));
     let info: Value = response.json().await.unwrap();
     assert_eq!(info["@context"], "http://iiif.io/api/image/3/context.json");
     assert_eq!(info["id"], stack.url(&format!("/iiif/3/{VALIDATOR_ID}")));
     assert_eq!(info["type"], "ImageService3");
     assert_eq!(info["profile"], "level2");
-    assert_eq!((info["width"].as_u64(), info["height"].as_u64()), (Some(1000), Some(1000)));
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64()),
+        (Some(1000), Some(1000))
+    );
     let qualities = info["extraQualities"].to_string();
     assert!(!qualities.contains("native"), "{qualities}");
     for format in ["gif", "webp", "tif"] {
         assert!(info["extraFormats"].to_string().contains(format), "{info}");
     }
-    assert!(info["extraFeatures"].to_string().contains("rotationArbitrary"), "{info}");
+    assert!(
+        info["extraFeatures"]
+            .to_string()
+            .contains("rotationArbitrary"),
+        "{info}"
+    );
     assert!(info.get("@id").is_none());
 }
 
@@ -54,7 +65,10 @@ async fn v2_info_json_has_public_id_and_no_native_quality() {
     assert_eq!(info["@context"], "http://iiif.io/api/image/2/context.json");
     assert_eq!(info["profile"][0], "http://iiif.io/api/image/2/level2.json");
     assert!(!info.to_string().contains("native"));
-    assert_eq!((info["width"].as_u64(), info["height"].as_u64()), (Some(512), Some(512)));
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64()),
+        (Some(512), Some(512))
+    );
 }
 
 #[tokio::test]
@@ -63,13 +77,23 @@ async fn info_json_content_type_follows_accept() {
     let ask = |version: &'static str, accept: &'static str| {
         let url = stack.url(&format!("/iiif/{version}/astronaut/info.json"));
         async move {
-            let response = client().get(url).header("Accept", accept).send().await.unwrap();
-            response.headers()["content-type"].to_str().unwrap().to_owned()
+            let response = client()
+                .get(url)
+                .header("Accept", accept)
+                .send()
+                .await
+                .unwrap();
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .to_owned()
         }
     };
     assert_eq!(ask("2", "application/ld+json").await, "application/ld+json");
     assert_eq!(ask("3", "application/json").await, "application/json");
-    assert!(ask("3", "application/ld+json").await.starts_with("application/ld+json"));
+    assert!(ask("3", "application/ld+json")
+        .await
+        .starts_with("application/ld+json"));
 }
 
 #[tokio::test]
@@ -77,17 +101,29 @@ async fn unversioned_paths_redirect_to_the_latest_or_negotiated_version() {
     let stack = Stack::start();
     let response = get(&stack, "/iiif/astronaut/info.json").await;
     assert_eq!(response.status(), 302);
-    assert_eq!(response.headers()["location"], stack.url("/iiif/3/astronaut/info.json"));
+    assert_eq!(
+        response.headers()["location"],
+        stack.url("/iiif/3/astronaut/info.json")
+    );
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
     let response = client()
         .get(stack.url("/iiif/astronaut/info.json"))
-        .header("Accept", "application/ld+json;profile=\"http://iiif.io/api/image/2/context.json\"")
+        .header(
+            "Accept",
+            "application/ld+json;profile=\"http://iiif.io/api/image/2/context.json\"",
+        )
         .send()
         .await
         .unwrap();
-    assert_eq!(response.headers()["location"], stack.url("/iiif/2/astronaut/info.json"));
+    assert_eq!(
+        response.headers()["location"],
+        stack.url("/iiif/2/astronaut/info.json")
+    );
     let response = get(&stack, "/iiif/astronaut/full/max/0/default.jpg").await;
-    assert_eq!(response.headers()["location"], stack.url("/iiif/3/astronaut/full/max/0/default.jpg"));
+    assert_eq!(
+        response.headers()["location"],
+        stack.url("/iiif/3/astronaut/full/max/0/default.jpg")
+    );
 }
 
 #[tokio::test]
@@ -128,9 +164,18 @@ async fn sizes_are_exact_in_both_versions() {
         ("/iiif/3/hubble/full/^1200,/0/default.jpg", (1200, 1046)),
         ("/iiif/3/hubble/square/100,100/0/default.jpg", (100, 100)),
         ("/iiif/3/hubble/3,3,997,747/333,/0/default.jpg", (333, 249)),
-        ("/iiif/3/hubble/900,800,300,300/max/0/default.jpg", (100, 72)),
-        ("/iiif/3/hubble/900,700,300,200/max/0/default.jpg", (100, 172)),
-        ("/iiif/3/odd-1001x777/768,512,256,256/233,/0/default.jpg", (233, 256)),
+        (
+            "/iiif/3/hubble/900,800,300,300/max/0/default.jpg",
+            (100, 72),
+        ),
+        (
+            "/iiif/3/hubble/900,700,300,200/max/0/default.jpg",
+            (100, 172),
+        ),
+        (
+            "/iiif/3/odd-1001x777/768,512,256,256/233,/0/default.jpg",
+            (233, 256),
+        ),
         ("/iiif/2/hubble/full/full/0/default.jpg", (1000, 872)),
         ("/iiif/2/hubble/full/1200,/0/default.jpg", (1200, 1046)),
         ("/iiif/2/hubble/full/100,100/0/default.jpg", (100, 100)),
@@ -190,7 +235,10 @@ async fn arbitrary_rotation_returns_the_bounding_box() {
     let stack = Stack::start();
     let (_, size) = get_image(&stack, "/iiif/3/hubble/full/200,100/45/default.png").await;
     // 200×100 rotated by 45°: (200+100)·cos 45° ≈ 212.1 on both sides.
-    assert!((212..=213).contains(&size.0) && (212..=213).contains(&size.1), "{size:?}");
+    assert!(
+        (212..=213).contains(&size.0) && (212..=213).contains(&size.1),
+        "{size:?}"
+    );
     let (_, size) = get_image(&stack, "/iiif/2/hubble/full/200,100/!22.5/default.jpg").await;
     assert!(size.0 > 200 && size.1 > 100, "{size:?}");
 }
@@ -198,7 +246,11 @@ async fn arbitrary_rotation_returns_the_bounding_box() {
 #[tokio::test]
 async fn qualities_produce_gray_and_bitonal_pixels() {
     let stack = Stack::start();
-    let body = get(&stack, "/iiif/3/astronaut/full/128,/0/bitonal.png").await.bytes().await.unwrap();
+    let body = get(&stack, "/iiif/3/astronaut/full/128,/0/bitonal.png")
+        .await
+        .bytes()
+        .await
+        .unwrap();
     let image = image::load_from_memory(&body).unwrap().to_luma8();
     assert!(image.pixels().all(|p| p.0[0] == 0 || p.0[0] == 255));
     // A bitonal tile is where iipsrv 1.1 crashes or returns raw bytes on its tile path.
@@ -206,8 +258,15 @@ async fn qualities_produce_gray_and_bitonal_pixels() {
     assert_eq!(response.status(), 200);
     let body = response.bytes().await.unwrap();
     assert_eq!(image_size(&body), (256, 256));
-    let gray = get(&stack, "/iiif/3/astronaut/full/64,/0/gray.png").await.bytes().await.unwrap();
-    assert_eq!(image::load_from_memory(&gray).unwrap().color(), image::ColorType::L8);
+    let gray = get(&stack, "/iiif/3/astronaut/full/64,/0/gray.png")
+        .await
+        .bytes()
+        .await
+        .unwrap();
+    assert_eq!(
+        image::load_from_memory(&gray).unwrap().color(),
+        image::ColorType::L8
+    );
 }
 
 #[tokio::test]
@@ -216,13 +275,19 @@ async fn image_responses_carry_cors_link_and_caching_headers() {
     let response = get(&stack, "/iiif/3/astronaut/0,0,256,256/256,/0/default.jpg").await;
     let headers = response.headers();
     assert_eq!(headers["access-control-allow-origin"], "*");
-    assert!(headers["cache-control"].to_str().unwrap().contains("max-age"));
+    assert!(headers["cache-control"]
+        .to_str()
+        .unwrap()
+        .contains("max-age"));
     assert!(headers.contains_key("last-modified"));
     assert!(headers.contains_key("content-length"));
     let link = headers["link"].to_str().unwrap();
     assert!(link.contains("rel=\"profile\""), "{link}");
     assert!(
-        link.contains(&format!("<{}>;rel=\"canonical\"", stack.url("/iiif/3/astronaut/0,0,256,256/max/0/default.jpg"))),
+        link.contains(&format!(
+            "<{}>;rel=\"canonical\"",
+            stack.url("/iiif/3/astronaut/0,0,256,256/max/0/default.jpg")
+        )),
         "{link}"
     );
 }
@@ -230,11 +295,18 @@ async fn image_responses_carry_cors_link_and_caching_headers() {
 #[tokio::test]
 async fn head_and_options_are_answered() {
     let stack = Stack::start();
-    let response = client().head(stack.url("/iiif/3/astronaut/full/64,/0/default.jpg")).send().await.unwrap();
+    let response = client()
+        .head(stack.url("/iiif/3/astronaut/full/64,/0/default.jpg"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 200);
     assert_ne!(response.headers()["content-length"], "0");
     let response = client()
-        .request(reqwest::Method::OPTIONS, stack.url("/iiif/3/astronaut/info.json"))
+        .request(
+            reqwest::Method::OPTIONS,
+            stack.url("/iiif/3/astronaut/info.json"),
+        )
         .header("Origin", "https://viewer.example")
         .header("Access-Control-Request-Method", "GET")
         .header("Access-Control-Request-Headers", "X-Requested-With")
@@ -243,8 +315,15 @@ async fn head_and_options_are_answered() {
         .unwrap();
     assert_eq!(response.status(), 204);
     assert_eq!(response.headers()["access-control-allow-origin"], "*");
-    assert_eq!(response.headers()["access-control-allow-headers"], "X-Requested-With");
-    let response = client().post(stack.url("/iiif/3/astronaut/info.json")).send().await.unwrap();
+    assert_eq!(
+        response.headers()["access-control-allow-headers"],
+        "X-Requested-With"
+    );
+    let response = client()
+        .post(stack.url("/iiif/3/astronaut/info.json"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(response.status(), 405);
 }
 
@@ -271,8 +350,18 @@ async fn errors_follow_the_spec() {
     for (path, status) in cases {
         let response = get(&stack, path).await;
         assert_eq!(response.status(), status, "{path}");
-        assert_eq!(response.headers()["access-control-allow-origin"], "*", "{path}");
-        assert!(response.headers()["content-type"].to_str().unwrap().starts_with("text/plain"), "{path}");
+        assert_eq!(
+            response.headers()["access-control-allow-origin"],
+            "*",
+            "{path}"
+        );
+        assert!(
+            response.headers()["content-type"]
+                .to_str()
+                .unwrap()
+                .starts_with("text/plain"),
+            "{path}"
+        );
         let body = response.text().await.unwrap();
         assert!(!body.is_empty() && body.len() < 300, "{path}: {body}");
     }

@@ -7,17 +7,44 @@ use crate::support::{client, image_size, Stack, StackOptions};
 
 /// Requests that crash or corrupt stock iipsrv 1.1 when sent to it directly (iiif-reference §3.8,
 /// iipsrv-baseline §3), each with the status the gateway must answer and, for successes, the size.
-const CRASHERS: &[(&str, u16, Option<(u32, u32)>)] = &[
+/// A request path, the status the gateway must answer and, for successes, the pixel size.
+type Expectation = (&'static str, u16, Option<(u32, u32)>);
+
+const CRASHERS: &[Expectation] = &[
     // Regions starting outside the image: iipsrv segfaults or returns an empty JPEG.
     ("/iiif/3/hubble/0,872,10,10/max/0/default.jpg", 400, None),
-    ("/iiif/3/hubble/100,900,300,200/max/0/default.jpg", 400, None),
+    (
+        "/iiif/3/hubble/100,900,300,200/max/0/default.jpg",
+        400,
+        None,
+    ),
     ("/iiif/3/hubble/1000,0,10,10/max/0/default.jpg", 400, None),
-    ("/iiif/3/hubble/pct:0,100,10,10/max/0/default.jpg", 400, None),
-    ("/iiif/3/hubble/pct:110,0,10,10/max/0/default.jpg", 400, None),
-    ("/iiif/2/astronaut/600,600,100,100/full/0/default.jpg", 400, None),
+    (
+        "/iiif/3/hubble/pct:0,100,10,10/max/0/default.jpg",
+        400,
+        None,
+    ),
+    (
+        "/iiif/3/hubble/pct:110,0,10,10/max/0/default.jpg",
+        400,
+        None,
+    ),
+    (
+        "/iiif/2/astronaut/600,600,100,100/full/0/default.jpg",
+        400,
+        None,
+    ),
     // Regions running past the bottom edge: clipped by the gateway.
-    ("/iiif/3/hubble/999,871,10,10/max/0/default.jpg", 200, Some((1, 1))),
-    ("/iiif/3/hubble/0,860,1000,100/max/0/default.jpg", 200, Some((1000, 12))),
+    (
+        "/iiif/3/hubble/999,871,10,10/max/0/default.jpg",
+        200,
+        Some((1, 1)),
+    ),
+    (
+        "/iiif/3/hubble/0,860,1000,100/max/0/default.jpg",
+        200,
+        Some((1000, 12)),
+    ),
     // In-bounds one-pixel strips on the last row or column, scaled down: these crash iipsrv 1.1.
     (
         "/iiif/3/67352ccc-d1b0-11e1-89ae-279075081939/0,999,100,1/50,1/0/default.jpg",
@@ -29,8 +56,16 @@ const CRASHERS: &[(&str, u16, Option<(u32, u32)>)] = &[
         200,
         Some((1, 50)),
     ),
-    ("/iiif/2/hubble/0,871,1000,1/500,1/0/default.jpg", 200, Some((500, 1))),
-    ("/iiif/2/hubble/999,0,1,872/1,436/0/default.jpg", 200, Some((1, 436))),
+    (
+        "/iiif/2/hubble/0,871,1000,1/500,1/0/default.jpg",
+        200,
+        Some((500, 1)),
+    ),
+    (
+        "/iiif/2/hubble/999,0,1,872/1,436/0/default.jpg",
+        200,
+        Some((1, 436)),
+    ),
     // Negative and junk numbers: iipsrv wraps them to 5000×5000 renders.
     ("/iiif/2/hubble/full/-256,/0/default.jpg", 400, None),
     ("/iiif/2/hubble/full/pct:-5/0/default.jpg", 400, None),
@@ -40,10 +75,22 @@ const CRASHERS: &[(&str, u16, Option<(u32, u32)>)] = &[
     ("/iiif/2/hubble/full/10000,100/0/default.jpg", 400, None),
     ("/iiif/2/hubble/full/100,10000/0/default.jpg", 400, None),
     // Bitonal tiles: iipsrv's tile path crashes or answers raw pixels.
-    ("/iiif/2/hubble/0,0,256,256/256,/0/bitonal.jpg", 200, Some((256, 256))),
-    ("/iiif/3/hubble/256,256,256,256/256,/0/bitonal.jpg", 200, Some((256, 256))),
+    (
+        "/iiif/2/hubble/0,0,256,256/256,/0/bitonal.jpg",
+        200,
+        Some((256, 256)),
+    ),
+    (
+        "/iiif/3/hubble/256,256,256,256/256,/0/bitonal.jpg",
+        200,
+        Some((256, 256)),
+    ),
     // The tile path returns the wrong tile for 180°.
-    ("/iiif/2/hubble/0,0,256,256/256,/180/default.jpg", 200, Some((256, 256))),
+    (
+        "/iiif/2/hubble/0,0,256,256/256,/180/default.jpg",
+        200,
+        Some((256, 256)),
+    ),
 ];
 
 #[tokio::test]
@@ -59,7 +106,12 @@ async fn known_iipsrv_crashers_are_answered_and_iipsrv_survives() {
         }
     }
     for process in &mut stack.iipsrv {
-        assert!(process.is_alive(), "iipsrv on {} died; log: {}", process.port, process.log_path().display());
+        assert!(
+            process.is_alive(),
+            "iipsrv on {} died; log: {}",
+            process.port,
+            process.log_path().display()
+        );
     }
     assert!(stack.gateway_alive());
 }
@@ -124,8 +176,20 @@ async fn a_dead_iipsrv_process_is_taken_out_and_back_into_rotation() {
         let response = client.get(stack.url(&path)).send().await.unwrap();
         assert_eq!(response.status(), 200, "{path}");
     }
-    let health: serde_json::Value = client.get(stack.admin_url("/healthz")).send().await.unwrap().json().await.unwrap();
-    let healthy: Vec<bool> = health["backends"].as_array().unwrap().iter().map(|b| b["healthy"].as_bool().unwrap()).collect();
+    let health: serde_json::Value = client
+        .get(stack.admin_url("/healthz"))
+        .send()
+        .await
+        .unwrap()
+        .json()
+        .await
+        .unwrap();
+    let healthy: Vec<bool> = health["backends"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|b| b["healthy"].as_bool().unwrap())
+        .collect();
     assert_eq!(healthy.iter().filter(|h| **h).count(), 1, "{health}");
 
     let (images, scratch) = (stack.images.clone(), stack.scratch.clone());
@@ -133,8 +197,20 @@ async fn a_dead_iipsrv_process_is_taken_out_and_back_into_rotation() {
     let mut recovered = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let health: serde_json::Value = client.get(stack.admin_url("/healthz")).send().await.unwrap().json().await.unwrap();
-        if health["backends"].as_array().unwrap().iter().all(|b| b["healthy"] == true) {
+        let health: serde_json::Value = client
+            .get(stack.admin_url("/healthz"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        if health["backends"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|b| b["healthy"] == true)
+        {
             recovered = true;
             break;
         }
@@ -150,19 +226,38 @@ async fn with_every_iipsrv_dead_the_gateway_answers_503_fast_and_recovers() {
     });
     let client = client();
     // Warm the facts so the image request goes straight to the pool.
-    assert_eq!(client.get(stack.url("/iiif/3/astronaut/info.json")).send().await.unwrap().status(), 200);
+    assert_eq!(
+        client
+            .get(stack.url("/iiif/3/astronaut/info.json"))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
     stack.iipsrv[0].kill();
     let started = std::time::Instant::now();
     let mut statuses = Vec::new();
     for _ in 0..5 {
-        let response = client.get(stack.url("/iiif/3/astronaut/full/50,/0/default.jpg")).send().await.unwrap();
+        let response = client
+            .get(stack.url("/iiif/3/astronaut/full/50,/0/default.jpg"))
+            .send()
+            .await
+            .unwrap();
         statuses.push(response.status().as_u16());
         if response.status() == 503 {
             assert!(response.headers().contains_key("retry-after"));
         }
     }
-    assert!(statuses.iter().all(|s| *s == 502 || *s == 503), "{statuses:?}");
-    assert!(started.elapsed() < Duration::from_secs(5), "took {:?}", started.elapsed());
+    assert!(
+        statuses.iter().all(|s| *s == 502 || *s == 503),
+        "{statuses:?}"
+    );
+    assert!(
+        started.elapsed() < Duration::from_secs(5),
+        "took {:?}",
+        started.elapsed()
+    );
     let ready = client.get(stack.admin_url("/readyz")).send().await.unwrap();
     assert_eq!(ready.status(), 503);
     assert!(stack.gateway_alive());
@@ -172,7 +267,11 @@ async fn with_every_iipsrv_dead_the_gateway_answers_503_fast_and_recovers() {
     let mut served = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
-        let response = client.get(stack.url("/iiif/3/astronaut/full/50,/0/default.jpg")).send().await.unwrap();
+        let response = client
+            .get(stack.url("/iiif/3/astronaut/full/50,/0/default.jpg"))
+            .send()
+            .await
+            .unwrap();
         if response.status() == 200 {
             served = true;
             break;
@@ -189,7 +288,9 @@ async fn concurrent_requests_all_succeed_over_two_processes() {
     for i in 0..60u32 {
         let url = stack.url(&format!("/iiif/3/hubble/full/{},/0/default.jpg", 50 + i));
         let client = client.clone();
-        tasks.push(tokio::spawn(async move { client.get(url).send().await.unwrap().status().as_u16() }));
+        tasks.push(tokio::spawn(async move {
+            client.get(url).send().await.unwrap().status().as_u16()
+        }));
     }
     for task in tasks {
         assert_eq!(task.await.unwrap(), 200);

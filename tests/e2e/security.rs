@@ -45,9 +45,17 @@ async fn admin_endpoints_are_not_public() {
         let public = client().get(stack.url(path)).send().await.unwrap();
         assert_eq!(public.status(), 404, "{path} on the public listener");
     }
-    let metrics = client().get(stack.admin_url("/metrics")).send().await.unwrap();
+    let metrics = client()
+        .get(stack.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(metrics.status(), 200);
-    let ready = client().get(stack.admin_url("/readyz")).send().await.unwrap();
+    let ready = client()
+        .get(stack.admin_url("/readyz"))
+        .send()
+        .await
+        .unwrap();
     assert_eq!(ready.status(), 200);
 }
 
@@ -61,7 +69,10 @@ async fn error_bodies_never_leak_filesystem_paths() {
     ] {
         let response = client().get(stack.url(path)).send().await.unwrap();
         let body = response.text().await.unwrap();
-        assert!(!body.contains(stack.images.to_str().unwrap()), "{path}: {body}");
+        assert!(
+            !body.contains(stack.images.to_str().unwrap()),
+            "{path}: {body}"
+        );
         assert!(!body.contains('/'), "{path}: {body}");
     }
 }
@@ -69,8 +80,25 @@ async fn error_bodies_never_leak_filesystem_paths() {
 #[tokio::test]
 async fn metrics_count_requests() {
     let stack = Stack::start();
-    client().get(stack.url("/iiif/3/astronaut/info.json")).send().await.unwrap();
-    let text = client().get(stack.admin_url("/metrics")).send().await.unwrap().text().await.unwrap();
-    assert!(text.contains("iiif_gateway_requests_total{kind=\"info\",status=\"200\",version=\"3\"} 1"), "{text}");
-    assert!(text.contains("iiif_gateway_backends{state=\"healthy\"} 2"), "{text}");
+    client()
+        .get(stack.url("/iiif/3/astronaut/info.json"))
+        .send()
+        .await
+        .unwrap();
+    let text = client()
+        .get(stack.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert!(
+        text.contains("iiif_gateway_requests_total{kind=\"info\",status=\"200\",version=\"3\"} 1"),
+        "{text}"
+    );
+    assert!(
+        text.contains("iiif_gateway_backends{state=\"healthy\"} 2"),
+        "{text}"
+    );
 }

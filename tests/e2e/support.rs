@@ -13,7 +13,10 @@ use std::time::{Duration, Instant};
 const IIPSRV: &str = "/usr/lib/iipimage-server/iipsrv.fcgi";
 
 fn repo_root() -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).parent().expect("tests/ has a parent").to_path_buf()
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .parent()
+        .expect("tests/ has a parent")
+        .to_path_buf()
 }
 
 pub fn samples_dir() -> PathBuf {
@@ -32,13 +35,21 @@ fn gateway_bin() -> PathBuf {
     let bin = std::env::var_os("IIIF_GATEWAY_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| repo_root().join("target/release/iiif-gateway"));
-    assert!(bin.exists(), "{} missing: run cargo build --release -p gateway", bin.display());
+    assert!(
+        bin.exists(),
+        "{} missing: run cargo build --release -p gateway",
+        bin.display()
+    );
     bin
 }
 
 /// A port nobody listens on right now.
 pub fn free_port() -> u16 {
-    TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+    TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
 }
 
 fn wait_for_port(port: u16, child: &mut Child, what: &str) {
@@ -164,7 +175,10 @@ impl Stack {
             .collect();
         let port = free_port();
         let admin_port = free_port();
-        let addresses: Vec<String> = iipsrv.iter().map(|p| format!("127.0.0.1:{}", p.port)).collect();
+        let addresses: Vec<String> = iipsrv
+            .iter()
+            .map(|p| format!("127.0.0.1:{}", p.port))
+            .collect();
         let base = options
             .public_base_url
             .map(|url| format!("  public_base_url: {url}\n"))
