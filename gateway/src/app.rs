@@ -257,36 +257,24 @@ impl Gateway {
 
     /// Asks iipsrv for the plan's pixels and checks it delivered the size it was asked for.
     ///
-    /// iipsrv's tile (JTL) path is the fast one but answers with whatever tile the pyramid holds;
-    /// if that is not the planned size, the exact (CVT) form is asked instead, which is exact.
+    /// The plan always asks for an exact `w,h`, which iipsrv gets right; a JPEG of another size
+    /// is counted and logged as an iipsrv fault, and passed on as it is.
     async fn backend_pixels(&self, identifier: &Identifier, plan: &Plan) -> Result<Bytes, Failure> {
         let fetched = self.iipsrv.image(identifier, &plan.backend).await?;
         let expected = plan.backend_output_size();
         let actual = render::jpeg_dimensions(&fetched.jpeg);
-        if actual == Some(expected) {
-            return Ok(fetched.jpeg);
-        }
-        let form = match plan.backend.size {
-            iiif::BackendSize::Tile(_) => "tile",
-            iiif::BackendSize::Exact(..) => "exact",
-        };
-        self.metrics
-            .backend_size_mismatches
-            .with_label_values(&[form])
-            .inc();
-        log::warn!(
-            "iipsrv returned {actual:?} instead of {expected:?} for {:?} {}",
-            identifier.decoded(),
-            plan.backend.path()
-        );
-        if form == "tile" {
-            let exact = plan.backend.with_exact_size(expected);
-            return Ok(self.iipsrv.image(identifier, &exact).await?.jpeg);
+        if actual != Some(expected) {
+            self.metrics.backend_size_mismatches.inc();
+            log::warn!(
+                "iipsrv returned {actual:?} instead of {expected:?} for {:?} {}",
+                identifier.decoded(),
+                plan.backend.path()
+            );
         }
         Ok(fetched.jpeg)
     }
 
-    /// Runs the gateway-side steps (crop, rotation, transcoding) on a blocking thread.
+    /// Runs the gateway-side steps (rotation, transcoding) on a blocking thread.
     async fn render(&self, jpeg: Bytes, plan: &Plan) -> Result<Bytes, Failure> {
         let spec = render_spec(plan, self.config.jpeg_quality);
         let format = plan.format.extension();
@@ -324,12 +312,6 @@ fn with_last_modified(reply: Reply, record: &ImageRecord) -> Reply {
 fn render_spec(plan: &Plan, jpeg_quality: u8) -> render::RenderSpec {
     let rotation = plan.post.rotate;
     render::RenderSpec {
-        crop: plan.post.crop.map(|rect| render::PixelCrop {
-            x: rect.x,
-            y: rect.y,
-            w: rect.w,
-            h: rect.h,
-        }),
         mirror: rotation.is_some_and(|r| r.mirror),
         degrees: rotation.map_or(0.0, |r| r.degrees),
         tone: match plan.quality {

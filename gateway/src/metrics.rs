@@ -4,8 +4,8 @@
 //! base units (`_seconds`, `_bytes`) and low-cardinality labels (never an identifier).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, IntGaugeVec, Opts, Registry,
-    TextEncoder,
+    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
+    Registry, TextEncoder,
 };
 
 /// Latency buckets from a cached tile (sub-millisecond) to a huge render (tens of seconds).
@@ -30,8 +30,8 @@ pub struct Metrics {
     pub facts_lookups: IntCounterVec,
     /// Gateway-side renders (transcoding, arbitrary rotation) by output format.
     pub render_duration: HistogramVec,
-    /// iipsrv answers whose pixel size differed from what was asked (an iipsrv bug the gateway repairs).
-    pub backend_size_mismatches: IntCounterVec,
+    /// iipsrv answers whose pixel size differed from what was asked (an iipsrv fault; should stay 0).
+    pub backend_size_mismatches: IntCounter,
     /// iipsrv processes per health state (`healthy`, `down`).
     pub backends: IntGaugeVec,
     /// Requests currently being handled.
@@ -99,24 +99,37 @@ impl Metrics {
                 "Time spent transcoding or rotating in the gateway, by output format.",
                 &["format"],
             ),
-            backend_size_mismatches: counter(
-                "iiif_gateway_backend_size_mismatches_total",
-                "iipsrv answers whose pixel size differed from the request, by backend request form.",
-                &["form"],
-            ),
+            backend_size_mismatches: {
+                let counter = IntCounter::new(
+                    "iiif_gateway_backend_size_mismatches_total",
+                    "iipsrv answers whose pixel size differed from the request.",
+                )
+                .expect("valid counter");
+                registry
+                    .register(Box::new(counter.clone()))
+                    .expect("unique metric");
+                counter
+            },
             backends: {
                 let gauge = IntGaugeVec::new(
                     Opts::new("iiif_gateway_backends", "iipsrv processes by health state."),
                     &["state"],
                 )
                 .expect("valid gauge");
-                registry.register(Box::new(gauge.clone())).expect("unique metric");
+                registry
+                    .register(Box::new(gauge.clone()))
+                    .expect("unique metric");
                 gauge
             },
             in_flight: {
-                let gauge = IntGauge::new("iiif_gateway_requests_in_flight", "Requests being handled now.")
-                    .expect("valid gauge");
-                registry.register(Box::new(gauge.clone())).expect("unique metric");
+                let gauge = IntGauge::new(
+                    "iiif_gateway_requests_in_flight",
+                    "Requests being handled now.",
+                )
+                .expect("valid gauge");
+                registry
+                    .register(Box::new(gauge.clone()))
+                    .expect("unique metric");
                 gauge
             },
             registry,

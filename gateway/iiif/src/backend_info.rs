@@ -16,9 +16,6 @@ use crate::limits::ImageFacts;
 /// iipsrv's default `MAX_CVT`, used when its info.json does not say.
 const DEFAULT_BACKEND_MAX: u32 = 5000;
 
-/// The tile size assumed when iipsrv lists none.
-const DEFAULT_TILE_SIZE: u32 = 256;
-
 /// The facts iipsrv's info.json states about one image.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BackendInfo {
@@ -100,23 +97,17 @@ pub fn parse_backend_info(body: &[u8]) -> Result<BackendInfo, IiifError> {
 }
 
 impl BackendInfo {
-    /// The facts the planner needs: tile size and scale factors from the first tile set (256 px and no fast path
-    /// when there is none), and `MAX_CVT` (5000 when absent; the height limit defaults to the width limit).
+    /// The facts the planner needs: the size, the scale factors of the first tile set (none when there is none),
+    /// and `MAX_CVT` (5000 when absent; the height limit defaults to the width limit).
     pub fn facts(&self) -> ImageFacts {
-        let first_tiles = self.tiles.first();
-        let tile_width = first_tiles.map_or(DEFAULT_TILE_SIZE, |tiles| tiles.width);
-        let tile_height = first_tiles
-            .and_then(|tiles| tiles.height)
-            .unwrap_or(tile_width);
         ImageFacts {
             width: self.width,
             height: self.height,
-            tile_width,
-            tile_height,
-            scale_factors: first_tiles
+            scale_factors: self
+                .tiles
+                .first()
                 .map(|tiles| tiles.scale_factors.clone())
                 .unwrap_or_default(),
-            sizes: self.sizes.clone(),
             backend_max_width: self.max_width.unwrap_or(DEFAULT_BACKEND_MAX),
             backend_max_height: self
                 .max_height
@@ -240,10 +231,7 @@ pub(crate) mod tests {
             ImageFacts {
                 width: 1000,
                 height: 750,
-                tile_width: 256,
-                tile_height: 256,
                 scale_factors: vec![1, 2, 4],
-                sizes: vec![(250, 187), (500, 375)],
                 backend_max_width: 5000,
                 backend_max_height: 5000,
             }
@@ -255,7 +243,6 @@ pub(crate) mod tests {
         let info = parse_backend_info(br#"{"width": 10, "height": 20, "tiles": [{"width": 512}], "profile": [{"maxWidth": 64}]}"#)
             .unwrap();
         let facts = info.facts();
-        assert_eq!((facts.tile_width, facts.tile_height), (512, 512));
         assert!(facts.scale_factors.is_empty());
         assert_eq!(
             (facts.backend_max_width, facts.backend_max_height),
@@ -264,12 +251,11 @@ pub(crate) mod tests {
         let bare = parse_backend_info(br#"{"width": 10, "height": 20}"#)
             .unwrap()
             .facts();
-        assert_eq!((bare.tile_width, bare.tile_height), (256, 256));
+        assert!(bare.scale_factors.is_empty());
         assert_eq!(
             (bare.backend_max_width, bare.backend_max_height),
             (5000, 5000)
         );
-        assert!(bare.sizes.is_empty());
     }
 
     #[test]

@@ -83,10 +83,7 @@ mod tests {
         ImageFacts {
             width: 1000,
             height: 1000,
-            tile_width: 256,
-            tile_height: 256,
             scale_factors: vec![1, 2, 4],
-            sizes: vec![(250, 250), (500, 500)],
             backend_max_width: 5000,
             backend_max_height: 5000,
         }

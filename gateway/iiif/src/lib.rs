@@ -15,9 +15,8 @@
 //!   `parse` and a `Display` that reads back to the same value; [`request`] ties the four together.
 //! * `sizing` (private): the exact output size of a request and every size error IIIF defines.
 //! * [`plan`](mod@plan): resolves a request against an image into a [`Plan`]: the exact output, the [`BackendRequest`] for
-//!   iipsrv 1.1 (see [`backend`]) and the [`PostSteps`] the gateway performs afterwards. Two iipsrv-specific
-//!   decisions live in their own modules: [`tile`] (when iipsrv's fast tile path is safe) and [`reshape`] (the
-//!   workaround for iipsrv's crash on thin strips).
+//!   iipsrv 1.1 (see [`backend`]) and the [`PostSteps`] the gateway performs afterwards. [`reshape`] holds the
+//!   measured rule for iipsrv's crash on regions at the bottom and right edges, and the shift that avoids it.
 //! * [`canonical`]: the canonical form of a plan, for `Link: rel="canonical"`.
 //! * [`backend_info`]: reads iipsrv's own info.json into [`BackendInfo`] and [`ImageFacts`].
 //! * [`info`]: builds the public 3.0 and 2.1 info.json documents.
@@ -73,10 +72,9 @@ pub mod rotation;
 pub mod route;
 pub mod size;
 mod sizing;
-pub mod tile;
 pub mod version;
 
-pub use backend::{backend_query, BackendRequest, BackendSize};
+pub use backend::{backend_query, BackendRequest};
 pub use backend_info::{parse_backend_info, BackendInfo, TileSpec};
 pub use canonical::canonical_path;
 pub use capabilities::Capabilities;
@@ -94,7 +92,7 @@ pub use plan::{plan, Plan, PostSteps};
 pub use quality::Quality;
 pub use region::Region;
 pub use request::ImageRequest;
-pub use reshape::{reshape_for_backend, BackendReshape};
+pub use reshape::{backend_level, crashes_iipsrv, shift_off_the_edge};
 pub use rotation::Rotation;
 pub use route::{parse_route, Route};
 pub use size::{Size, SizeKind};

@@ -88,80 +88,27 @@ pub struct ImageFacts {
     pub width: u32,
     /// Full-resolution height.
     pub height: u32,
-    /// Tile width of the pyramid.
-    pub tile_width: u32,
-    /// Tile height of the pyramid.
-    pub tile_height: u32,
     /// The pyramid's scale factors (1, 2, 4, …).
     pub scale_factors: Vec<u32>,
-    /// Pyramid level sizes as iipsrv lists them: smallest first, never the full resolution, and only levels
-    /// below `MAX_CVT`.
-    pub sizes: Vec<(u32, u32)>,
     /// iipsrv's `MAX_CVT` for widths.
     pub backend_max_width: u32,
     /// iipsrv's `MAX_CVT` for heights.
     pub backend_max_height: u32,
 }
 
-impl ImageFacts {
-    /// The size of the pyramid level with scale factor `scale`, when it is known exactly.
-    ///
-    /// Level sizes depend on how the pyramid was built (iipsrv's own 1000×750 example lists 250×187, a rounded-down
-    /// level), so they are taken from `sizes` rather than computed. `sizes` is matched from its smallest entry
-    /// against the largest scale factors; an entry must be within a pixel of `size / scale` to count. Scale 1 is
-    /// the full image; a level whose size divides exactly is known even when iipsrv did not list it.
-    pub fn level_size(&self, scale: u32) -> Option<(u32, u32)> {
-        if scale == 1 {
-            return Some((self.width, self.height));
-        }
-        if scale == 0 {
-            return None;
-        }
-        let mut factors: Vec<u32> = self.scale_factors.clone();
-        factors.sort_unstable();
-        factors.dedup();
-        let listed = factors
-            .iter()
-            .rev()
-            .zip(self.sizes.iter())
-            .find(|(factor, _)| **factor == scale)
-            .map(|(_, size)| *size)
-            .filter(|&(level_width, level_height)| {
-                let near = |level: u32, full: u32| {
-                    let exact = f64::from(full) / f64::from(scale);
-                    (f64::from(level) - exact).abs() < 1.0
-                };
-                near(level_width, self.width) && near(level_height, self.height)
-            });
-        if listed.is_some() {
-            return listed;
-        }
-        (self.width % scale == 0 && self.height % scale == 0)
-            .then(|| (self.width / scale, self.height / scale))
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
 
-    fn facts(width: u32, height: u32, factors: &[u32], sizes: &[(u32, u32)]) -> ImageFacts {
-        ImageFacts {
-            width,
-            height,
-            tile_width: 256,
-            tile_height: 256,
-            scale_factors: factors.to_vec(),
-            sizes: sizes.to_vec(),
-            backend_max_width: 5000,
-            backend_max_height: 5000,
-        }
-    }
-
     #[test]
     fn effective_limits_take_the_tighter_value() {
-        let mut image = facts(100, 100, &[1], &[]);
-        image.backend_max_width = 4000;
+        let image = ImageFacts {
+            width: 100,
+            height: 100,
+            scale_factors: vec![1],
+            backend_max_width: 4000,
+            backend_max_height: 5000,
+        };
         let limits = Limits {
             max_width: 6000,
             max_height: 3000,
@@ -195,34 +142,5 @@ mod tests {
         assert!(!limits.allows(1, 51));
         assert!(!limits.allows(100, 41));
         assert!(!limits.allows(u64::MAX, u64::MAX));
-    }
-
-    #[test]
-    fn level_sizes_come_from_iipsrv_sizes() {
-        // iipsrv's own example: 1000×750 with levels 500×375 and 250×187 (rounded down).
-        let image = facts(1000, 750, &[1, 2, 4], &[(250, 187), (500, 375)]);
-        assert_eq!(image.level_size(1), Some((1000, 750)));
-        assert_eq!(image.level_size(2), Some((500, 375)));
-        assert_eq!(image.level_size(4), Some((250, 187)));
-        assert_eq!(image.level_size(8), None);
-        assert_eq!(image.level_size(0), None);
-    }
-
-    #[test]
-    fn unlisted_levels_are_known_only_when_exact() {
-        // A large image whose biggest levels are above MAX_CVT and therefore not listed.
-        let image = facts(12288, 8192, &[1, 2, 4, 8], &[(1536, 1024), (3072, 2048)]);
-        assert_eq!(image.level_size(2), Some((6144, 4096)));
-        let odd = facts(12289, 8193, &[1, 2, 4, 8], &[(1536, 1024), (3072, 2048)]);
-        assert_eq!(odd.level_size(2), None);
-        assert_eq!(odd.level_size(4), Some((3072, 2048)));
-    }
-
-    #[test]
-    fn inconsistent_sizes_are_ignored() {
-        let image = facts(1000, 750, &[1, 2, 4], &[(999, 999)]);
-        assert_eq!(image.level_size(4), None);
-        // Scale 2 has no listed entry left, but 1000×750 halves exactly.
-        assert_eq!(image.level_size(2), Some((500, 375)));
     }
 }

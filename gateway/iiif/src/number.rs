@@ -59,12 +59,6 @@ pub(crate) fn div_round(numerator: u64, denominator: u64) -> u64 {
     ((2 * u128::from(numerator) + u128::from(denominator)) / (2 * u128::from(denominator))) as u64
 }
 
-/// `ceil(numerator / denominator)` in exact integer arithmetic.
-pub(crate) fn div_ceil(numerator: u64, denominator: u64) -> u64 {
-    debug_assert!(denominator > 0);
-    numerator.div_ceil(denominator)
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -128,8 +122,5 @@ mod tests {
         assert_eq!(div_round(5, 3), 2);
         assert_eq!(div_round(0, 7), 0);
         assert_eq!(div_round(u64::MAX, 1), u64::MAX);
-        assert_eq!(div_ceil(5, 2), 3);
-        assert_eq!(div_ceil(4, 2), 2);
-        assert_eq!(div_ceil(0, 2), 0);
     }
 }

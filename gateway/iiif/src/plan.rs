@@ -5,7 +5,7 @@
 //! alone, every error the request deserves is raised before any backend work, and equivalent URLs produce equal
 //! plans (which is what the derivative cache keys on).
 
-use crate::backend::{BackendRequest, BackendSize};
+use crate::backend::BackendRequest;
 use crate::capabilities::Capabilities;
 use crate::error::IiifError;
 use crate::format::Format;
@@ -13,10 +13,9 @@ use crate::geometry::PixelRect;
 use crate::limits::{ImageFacts, Limits};
 use crate::quality::Quality;
 use crate::request::ImageRequest;
-use crate::reshape::{crop_after_backend_rotation, reshape_for_backend};
+use crate::reshape::shift_off_the_edge;
 use crate::rotation::Rotation;
 use crate::sizing::{fit_within_limits, output_size};
-use crate::tile::fast_path_tile_width;
 use crate::version::Version;
 
 /// A fully resolved image request.
@@ -32,7 +31,10 @@ pub struct Plan {
     pub quality: Quality,
     /// The requested format.
     pub format: Format,
-    /// What iipsrv is asked for: always JPEG, always in bounds, always of a known exact size.
+    /// What iipsrv is asked for: always JPEG, always in bounds, always the exact output size as `w,h` (see
+    /// [`backend`](crate::backend) for why never `w,`). Its region has the size of [`Plan::region`] but may start
+    /// slightly above or left of it (by less than one and a half pixels of the pyramid level iipsrv reads), off
+    /// the edge where iipsrv 1.1 crashes (see [`reshape`](crate::reshape)).
     pub backend: BackendRequest,
     /// What the gateway does to iipsrv's JPEG afterwards.
     pub post: PostSteps,
@@ -45,9 +47,6 @@ pub struct Plan {
 /// The work left to the gateway after iipsrv has answered, in this order.
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct PostSteps {
-    /// Crop iipsrv's output (after iipsrv's own rotation) to this rectangle before anything else. Set only by the
-    /// crash workaround, which asks iipsrv for more than was requested.
-    pub crop: Option<PixelRect>,
     /// A rotation the gateway performs itself (mirroring included): angles that are not multiples of 90°.
     pub rotate: Option<Rotation>,
     /// The output format; `Jpg` means iipsrv's bytes can be sent unchanged if nothing else is to be done.
@@ -57,31 +56,20 @@ pub struct PostSteps {
 impl PostSteps {
     /// True when iipsrv's JPEG is the final answer, byte for byte.
     pub fn is_passthrough(&self) -> bool {
-        self.crop.is_none() && self.rotate.is_none() && self.encode == Format::Jpg
+        self.rotate.is_none() && self.encode == Format::Jpg
     }
 }
 
 impl Plan {
     /// The dimensions of the JPEG iipsrv returns for [`Plan::backend`]: the size it is asked for, turned by its own
-    /// 90° or 270° rotation. The gateway can compare this with what came back, and [`Plan::post`]'s crop is
-    /// expressed in this image's coordinates.
+    /// 90° or 270° rotation. The gateway can compare this with what came back.
     pub fn backend_output_size(&self) -> (u32, u32) {
-        let (width, height) = match self.backend.size {
-            BackendSize::Exact(width, height) => (width, height),
-            // The tile path is only planned without a crop, where iipsrv's output is the planned output.
-            BackendSize::Tile(_) => self.output,
-        };
+        let (width, height) = self.backend.size;
         if self.backend.rotation.swaps_axes() {
             (height, width)
         } else {
             (width, height)
         }
-    }
-
-    /// The backend request with the tile path replaced by the exact (CVT) form of the same size; the fallback
-    /// when iipsrv did not answer a tile request from a stored tile.
-    pub fn exact_backend(&self) -> BackendRequest {
-        self.backend.with_exact_size(self.backend_output_size())
     }
 }
 
@@ -132,30 +120,7 @@ pub fn plan(
         )));
     }
 
-    let (backend_region, backend_size, crop) = match reshape_for_backend(&region, output, facts) {
-        Some(reshaped) => (
-            reshaped.region,
-            BackendSize::Exact(reshaped.output.0, reshaped.output.1),
-            Some(crop_after_backend_rotation(
-                reshaped.crop,
-                reshaped.output,
-                &backend_rotation,
-            )),
-        ),
-        None => {
-            let size = match fast_path_tile_width(
-                &region,
-                output,
-                facts,
-                &backend_rotation,
-                request.quality,
-            ) {
-                Some(tile_width) => BackendSize::Tile(tile_width),
-                None => BackendSize::Exact(output.0, output.1),
-            };
-            (region, size, None)
-        }
-    };
+    let backend_region = shift_off_the_edge(facts, &region, output);
 
     let narrow = |(width, height): (u64, u64)| (width as u32, height as u32);
     Ok(Plan {
@@ -166,12 +131,11 @@ pub fn plan(
         format: request.format,
         backend: BackendRequest {
             region: (!backend_region.is_whole(facts.width, facts.height)).then_some(backend_region),
-            size: backend_size,
+            size: output,
             rotation: backend_rotation,
             quality: request.quality,
         },
         post: PostSteps {
-            crop,
             rotate: post_rotate,
             encode: request.format,
         },
@@ -192,20 +156,15 @@ mod tests {
         ImageFacts {
             width,
             height,
-            tile_width: 256,
-            tile_height: 256,
             scale_factors: vec![1, 2, 4],
-            sizes: vec![],
             backend_max_width: 5000,
             backend_max_height: 5000,
         }
     }
 
+    /// skimage's hubble_deep_field, whose right and bottom edges do not line up with its 256-px tiles.
     fn hubble() -> ImageFacts {
-        ImageFacts {
-            sizes: vec![(250, 218), (500, 436)],
-            ..facts(1000, 872)
-        }
+        facts(1000, 872)
     }
 
     fn transcoding() -> Capabilities {
@@ -284,55 +243,44 @@ mod tests {
     }
 
     #[test]
-    fn sizes_are_always_exact_for_cvt() {
+    fn sizes_are_always_exact() {
         // iipsrv's own "333," would come back as 332×249 here.
         let plan = v2("3,3,997,747/333,/0/default.jpg", &facts(1000, 750)).unwrap();
         assert_eq!(plan.output, (333, 249));
-        assert_eq!(plan.backend.size, BackendSize::Exact(333, 249));
+        assert_eq!(plan.backend.size, (333, 249));
     }
 
     #[test]
-    fn full_tiles_use_the_fast_path() {
+    fn tiles_are_sent_with_exact_sizes() {
+        // Full tiles, which iipsrv could send from the pyramid for `w,`: `w,h` is faster and exact.
         let plan = v3("256,512,256,256/256,/0/default.jpg", &hubble()).unwrap();
-        assert_eq!(plan.backend.path(), "256,512,256,256/256,/0/default.jpg");
+        assert_eq!(plan.backend.path(), "256,512,256,256/256,256/0/default.jpg");
         let plan = v3("0,0,512,512/256,/90/gray.jpg", &hubble()).unwrap();
-        assert_eq!(plan.backend.path(), "0,0,512,512/256,/90/gray.jpg");
+        assert_eq!(plan.backend.path(), "0,0,512,512/256,256/90/gray.jpg");
+        let plan = v3("256,512,256,256/256,/180/bitonal.jpg", &hubble()).unwrap();
+        assert_eq!(
+            plan.backend.path(),
+            "256,512,256,256/256,256/180/bitonal.jpg"
+        );
+        // Edge tiles.
+        let plan = v3("768,768,232,104/232,/0/default.jpg", &hubble()).unwrap();
+        assert_eq!(plan.backend.path(), "768,768,232,104/232,104/0/default.jpg");
         // The whole smallest level, as viewers ask for first.
         let plan = v3("full/250,/0/default.jpg", &hubble()).unwrap();
-        assert_eq!(plan.backend.path(), "full/250,/0/default.jpg");
+        assert_eq!(plan.backend.path(), "full/250,218/0/default.jpg");
     }
 
     #[test]
     fn backend_output_sizes() {
         let plan = v3("256,512,256,256/256,/90/default.jpg", &hubble()).unwrap();
         assert_eq!(plan.backend_output_size(), (256, 256));
-        assert_eq!(
-            plan.exact_backend().path(),
-            "256,512,256,256/256,256/90/default.jpg"
-        );
         let plan = v3("0,0,1000,500/200,/270/default.jpg", &hubble()).unwrap();
         assert_eq!(plan.output, (200, 100));
+        assert_eq!(plan.backend.size, (200, 100));
         assert_eq!(plan.backend_output_size(), (100, 200));
-        assert_eq!(plan.exact_backend(), plan.backend);
-        // With the crash workaround, iipsrv returns the grown render.
+        // With the crash workaround, iipsrv still returns the requested size.
         let plan = v3("0,999,100,1/50,1/90/default.jpg", &facts(1000, 1000)).unwrap();
-        assert_eq!(plan.backend_output_size(), (4, 50));
-    }
-
-    #[test]
-    fn edge_tiles_180_and_bitonal_tiles_use_exact_sizes() {
-        let plan = v3("768,768,232,104/232,/0/default.jpg", &hubble()).unwrap();
-        assert_eq!(plan.backend.path(), "768,768,232,104/232,104/0/default.jpg");
-        let plan = v3("256,512,256,256/256,/180/default.jpg", &hubble()).unwrap();
-        assert_eq!(
-            plan.backend.path(),
-            "256,512,256,256/256,256/180/default.jpg"
-        );
-        let plan = v3("256,512,256,256/256,/0/bitonal.jpg", &hubble()).unwrap();
-        assert_eq!(plan.backend.path(), "256,512,256,256/256,256/0/bitonal.jpg");
-        // The validator's quality_bitonal asks for the whole image; it must go through CVT too.
-        let plan = v3("full/250,/0/bitonal.jpg", &hubble()).unwrap();
-        assert_eq!(plan.backend.path(), "full/250,218/0/bitonal.jpg");
+        assert_eq!(plan.backend_output_size(), (1, 50));
     }
 
     #[test]
@@ -427,25 +375,31 @@ mod tests {
     }
 
     #[test]
-    fn the_thin_strip_crash_is_reshaped() {
+    fn the_thin_strip_crash_is_shifted_off_the_edge() {
         let image = facts(1000, 1000);
         let plan = v2("0,999,100,1/50,1/0/default.jpg", &image).unwrap();
+        assert_eq!(plan.region, rect(0, 999, 100, 1));
         assert_eq!(plan.output, (50, 1));
-        assert_eq!(plan.backend.path(), "0,996,100,4/50,4/0/default.jpg");
-        assert_eq!(plan.post.crop, Some(rect(0, 3, 50, 1)));
-        assert!(!plan.post.is_passthrough());
+        assert_eq!(plan.backend.path(), "0,998,100,1/50,1/0/default.jpg");
+        assert!(plan.post.is_passthrough());
         let plan = v3("999,0,1,100/1,50/0/default.jpg", &image).unwrap();
-        assert_eq!(plan.backend.path(), "996,0,4,100/4,50/0/default.jpg");
-        assert_eq!(plan.post.crop, Some(rect(3, 0, 1, 50)));
+        assert_eq!(plan.region, rect(999, 0, 1, 100));
+        assert_eq!(plan.backend.path(), "998,0,1,100/1,50/0/default.jpg");
+        assert!(plan.post.is_passthrough());
+        // iipsrv rotates the shifted region's render; nothing is left for the gateway.
+        let plan = v3("0,999,100,1/50,1/90/default.jpg", &image).unwrap();
+        assert_eq!(plan.backend.path(), "0,998,100,1/50,1/90/default.jpg");
+        assert!(plan.post.is_passthrough());
+        // Without downscaling iipsrv reads full resolution, where the last row is safe.
+        let plan = v3("0,999,100,1/100,1/0/default.jpg", &image).unwrap();
+        assert_eq!(plan.backend.path(), "0,999,100,1/100,1/0/default.jpg");
     }
 
     #[test]
-    fn reshaped_crops_follow_iipsrv_rotation() {
-        let image = facts(1000, 1000);
-        let plan = v3("0,999,100,1/50,1/90/default.jpg", &image).unwrap();
-        // iipsrv returns the 50×4 render turned into 4×50; the bottom row becomes the left column.
-        assert_eq!(plan.backend.path(), "0,996,100,4/50,4/90/default.jpg");
-        assert_eq!(plan.post.crop, Some(rect(0, 0, 1, 50)));
+    fn tiny_thumbnails_of_the_whole_image_stay_full() {
+        // `full` starts at 0,0, which no level choice can push past the edge.
+        let plan = v3("full/1,1/0/default.jpg", &facts(1000, 750)).unwrap();
+        assert_eq!(plan.backend.path(), "full/1,1/0/default.jpg");
     }
 
     #[test]

@@ -48,10 +48,7 @@ fn outcome(version: Version, rest: &str) -> String {
                 &Capabilities::default(),
             ) {
                 Err(error) => format!("plan {}", error.status),
-                Ok(planned) => match planned.post.crop {
-                    None => format!("iipsrv {}", planned.backend.path()),
-                    Some(crop) => format!("iipsrv {} crop {crop}", planned.backend.path()),
-                },
+                Ok(planned) => format!("iipsrv {}", planned.backend.path()),
             }
         }
     }
@@ -127,8 +124,8 @@ fn pinned_outcomes() {
         ),
         (
             "10_tile",
-            "iipsrv 0,0,256,256/256,/0/default.jpg",
-            "iipsrv 0,0,256,256/256,/0/default.jpg",
+            "iipsrv 0,0,256,256/256,256/0/default.jpg",
+            "iipsrv 0,0,256,256/256,256/0/default.jpg",
         ),
         (
             "11_edge_tile",
@@ -137,13 +134,13 @@ fn pinned_outcomes() {
         ),
         (
             "12_crash_last_row",
-            "iipsrv 0,996,100,4/50,4/0/default.jpg crop 0,3,50,1",
-            "iipsrv 0,996,100,4/50,4/0/default.jpg crop 0,3,50,1",
+            "iipsrv 0,998,100,1/50,1/0/default.jpg",
+            "iipsrv 0,998,100,1/50,1/0/default.jpg",
         ),
         (
             "13_crash_last_column",
-            "iipsrv 996,0,4,100/4,50/0/default.jpg crop 3,0,1,50",
-            "iipsrv 996,0,4,100/4,50/0/default.jpg crop 3,0,1,50",
+            "iipsrv 998,0,1,100/1,50/0/default.jpg",
+            "iipsrv 998,0,1,100/1,50/0/default.jpg",
         ),
         (
             "14_past_the_edge",

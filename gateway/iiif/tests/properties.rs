@@ -1,24 +1,22 @@
 //! Property tests of the IIIF core: random images, limits and requests.
 //!
 //! They check that planning never sends iipsrv anything out of bounds or outside its limits, that every output
-//! respects the configured limits and the 3.0 no-upscaling rule, that crops always lie inside iipsrv's answer,
-//! that every URL segment reads back what it prints, that canonical forms plan to the same result, and that
-//! routing never panics on arbitrary input.
+//! respects the configured limits and the 3.0 no-upscaling rule, that iipsrv is never sent a region its measured
+//! crash rule says it dies on, that every URL segment reads back what it prints, that canonical forms plan to the
+//! same result, and that routing never panics on arbitrary input.
 
 mod support;
 
 use iiif::{
-    parse_route, reshape_for_backend, Capabilities, ConfinedUpscale, Format, Identifier,
-    ImageFacts, ImageRequest, Limits, PixelRect, Quality, Region, Rotation, Route, Size, SizeKind,
-    Version,
+    crashes_iipsrv, parse_route, Capabilities, ConfinedUpscale, Format, Identifier, ImageFacts,
+    ImageRequest, Limits, PixelRect, Quality, Region, Rotation, Route, Size, SizeKind, Version,
 };
 use proptest::prelude::*;
 
 /// Builds a pyramid the way `vips tiffsave --pyramid` does: halve until the level fits in one tile, rounding
-/// either down or up, and list the levels below `MAX_CVT` (without the full size) the way iipsrv does.
+/// either down or up.
 fn pyramid(width: u32, height: u32, tile: (u32, u32), round_up: bool, max_cvt: u32) -> ImageFacts {
     let mut scale_factors = vec![1];
-    let mut levels = Vec::new();
     let (mut level_width, mut level_height) = (width, height);
     let halve = |side: u32| {
         if round_up {
@@ -31,26 +29,18 @@ fn pyramid(width: u32, height: u32, tile: (u32, u32), round_up: bool, max_cvt: u
         level_width = halve(level_width);
         level_height = halve(level_height);
         scale_factors.push(scale_factors.last().unwrap() * 2);
-        levels.push((level_width, level_height));
     }
-    levels.reverse();
-    let sizes = levels
-        .into_iter()
-        .filter(|&(w, h)| w < max_cvt && h < max_cvt)
-        .collect();
     ImageFacts {
         width,
         height,
-        tile_width: tile.0,
-        tile_height: tile.1,
         scale_factors,
-        sizes,
         backend_max_width: max_cvt,
         backend_max_height: max_cvt,
     }
 }
 
-fn image() -> BoxedStrategy<ImageFacts> {
+/// An image with its pyramid's tile size.
+fn tiled_image() -> BoxedStrategy<(ImageFacts, (u32, u32))> {
     let tile = prop_oneof![
         Just((256, 256)),
         Just((512, 512)),
@@ -60,9 +50,13 @@ fn image() -> BoxedStrategy<ImageFacts> {
     let max_cvt = prop_oneof![Just(5000u32), 64u32..=12_000];
     (side.clone(), side, tile, any::<bool>(), max_cvt)
         .prop_map(|(width, height, tile, round_up, max_cvt)| {
-            pyramid(width, height, tile, round_up, max_cvt)
+            (pyramid(width, height, tile, round_up, max_cvt), tile)
         })
         .boxed()
+}
+
+fn image() -> BoxedStrategy<ImageFacts> {
+    tiled_image().prop_map(|(facts, _)| facts).boxed()
 }
 
 fn limits() -> BoxedStrategy<Limits> {
@@ -235,20 +229,19 @@ fn scenario() -> BoxedStrategy<(ImageFacts, Version, ImageRequest)> {
 /// Requests biased towards what viewers send: tiles of the image's own pyramid, at every level and edge.
 fn tile_request() -> impl Strategy<Value = (ImageFacts, Version, ImageRequest)> {
     (
-        image(),
+        tiled_image(),
         version(),
         any::<prop::sample::Index>(),
         any::<prop::sample::Index>(),
         any::<prop::sample::Index>(),
     )
-        .prop_flat_map(|(mut facts, version, level, column, row)| {
+        .prop_flat_map(|((mut facts, tile), version, level, column, row)| {
             // Viewers only ask for tiles the limits allow, and a ragged edge tile's `w,` may derive a height a
             // little above the tile height; keep iipsrv's default MAX_CVT, far above any tile.
             facts.backend_max_width = 5000;
             facts.backend_max_height = 5000;
             let scale = facts.scale_factors[level.index(facts.scale_factors.len())];
-            let (scaled_width, scaled_height) =
-                (facts.tile_width * scale, facts.tile_height * scale);
+            let (scaled_width, scaled_height) = (tile.0 * scale, tile.1 * scale);
             let x = scaled_width * column.index(facts.width.div_ceil(scaled_width) as usize) as u32;
             let y = scaled_height * row.index(facts.height.div_ceil(scaled_height) as usize) as u32;
             let w = scaled_width.min(facts.width - x);
@@ -285,6 +278,81 @@ fn tile_request() -> impl Strategy<Value = (ImageFacts, Version, ImageRequest)> 
         })
 }
 
+/// An image with the levels `vips tiffsave --pyramid` gives it, as in the crash measurement: halve (floor) until
+/// it fits one 256-px tile.
+fn vips_image() -> impl Strategy<Value = ImageFacts> {
+    let side = prop_oneof![1u32..=300, 1u32..=4000, 1u32..=30_000];
+    (side.clone(), side).prop_map(|(width, height)| {
+        let (mut w, mut h, mut scale_factors) = (width, height, vec![1]);
+        while w.max(h) > 256 {
+            w /= 2;
+            h /= 2;
+            scale_factors.push(scale_factors.last().unwrap() * 2);
+        }
+        ImageFacts {
+            width,
+            height,
+            scale_factors,
+            backend_max_width: 5000,
+            backend_max_height: 5000,
+        }
+    })
+}
+
+/// Valid requests against a vips pyramid, mostly for thin strips and small regions within a few pixels of the
+/// bottom or right edge, downscaled by up to 64 on each axis: where iipsrv 1.1 crashes.
+fn edge_request() -> impl Strategy<Value = (ImageFacts, Version, ImageRequest)> {
+    (vips_image(), version()).prop_flat_map(|(facts, version)| {
+        let (width, height) = (facts.width, facts.height);
+        // A side is thin (up to 20 pixels) and near the far edge, or anything anywhere.
+        let axis = |dim: u32| {
+            prop_oneof![
+                3 => (1..=dim.min(20), 0..=dim.min(12)).prop_map(move |(side, gap)| {
+                    let start = (dim - side).saturating_sub(gap);
+                    (start, side)
+                }),
+                1 => (1..=dim).prop_flat_map(move |side| (0..=dim - side, Just(side))),
+            ]
+        };
+        let divisor = prop_oneof![3 => 10u32..=640, 1 => 1u32..=20];
+        let quarter_turns = (
+            any::<bool>(),
+            prop::sample::select(vec![0.0, 90.0, 180.0, 270.0]),
+        )
+            .prop_map(|(mirror, degrees)| Rotation { mirror, degrees });
+        (
+            Just(facts),
+            Just(version),
+            axis(width),
+            axis(height),
+            divisor.clone(),
+            divisor,
+            quarter_turns,
+            quality(),
+        )
+            .prop_map(
+                |(facts, version, (x, w), (y, h), x_divisor, y_divisor, rotation, quality)| {
+                    // Each axis scaled by 1 to 64 (tenths), independently; 2.1 may upscale, so small divisors stay.
+                    let scaled = |side: u32, divisor: u32| {
+                        ((u64::from(side) * 10 / u64::from(divisor)) as u32).max(1)
+                    };
+                    let size = Size {
+                        upscale: version == Version::V3,
+                        kind: SizeKind::Exact(scaled(w, x_divisor), scaled(h, y_divisor)),
+                    };
+                    let request = ImageRequest {
+                        region: Region::Pixels { x, y, w, h },
+                        size,
+                        rotation,
+                        quality,
+                        format: Format::Jpg,
+                    };
+                    (facts, version, request)
+                },
+            )
+    })
+}
+
 fn identifier() -> Identifier {
     Identifier::from_raw("sub%2Fa%26b+c.tif").unwrap()
 }
@@ -302,7 +370,7 @@ proptest! {
         let _ = support::plan_and_check(version, &identifier(), &request, &facts, &limits, &caps);
     }
 
-    /// Viewer tiles always plan, and the fast path is used only where iipsrv's JTL is certain.
+    /// Viewer tiles always plan, with an exact size like every other request.
     #[test]
     fn tiles_always_plan((facts, version, request) in tile_request()) {
         let result = support::plan_and_check(version, &identifier(), &request, &facts, &Limits::default(), &Capabilities::default());
@@ -310,39 +378,30 @@ proptest! {
         prop_assert!(planned.region.fits_in(facts.width, facts.height));
     }
 
-    /// Thin strips are reshaped into in-bounds regions whose crop gives back exactly the requested pixels.
+    /// Whatever the request, iipsrv gets a region of the requested size, in bounds, that its crash rule says it
+    /// survives; requests at the bottom and right edges, where it crashes, are the common case here.
     #[test]
-    fn reshape_is_exact(
-        facts in image(),
-        x_fraction in 0.0f64..1.0,
-        y_fraction in 0.0f64..1.0,
-        w in 1u32..=40,
-        h in 1u32..=40,
-        out_w in 1u32..=40,
-        out_h in 1u32..=40,
-    ) {
-        let x = (f64::from(facts.width) * x_fraction) as u32;
-        let y = (f64::from(facts.height) * y_fraction) as u32;
-        let region = PixelRect { x, y, w: w.min(facts.width - x), h: h.min(facts.height - y) };
-        let output = (out_w, out_h);
-        if let Some(reshaped) = reshape_for_backend(&region, output, &facts) {
-            prop_assert!(reshaped.region.fits_in(facts.width, facts.height));
-            prop_assert!(reshaped.output.0 <= facts.backend_max_width.max(output.0));
-            prop_assert!(reshaped.output.1 <= facts.backend_max_height.max(output.1));
-            // The grown region contains the requested one.
-            prop_assert!(reshaped.region.x <= region.x && reshaped.region.right() >= region.right());
-            prop_assert!(reshaped.region.y <= region.y && reshaped.region.bottom() >= region.bottom());
-            // It grows by whole multiples, with the output growing by the same multiples.
-            prop_assert_eq!(reshaped.region.w % region.w, 0);
-            prop_assert_eq!(reshaped.region.h % region.h, 0);
-            prop_assert_eq!(reshaped.output.0, output.0 * (reshaped.region.w / region.w));
-            prop_assert_eq!(reshaped.output.1, output.1 * (reshaped.region.h / region.h));
-            // The crop is the requested block: same offset in output pixels as in region pixels.
-            let crop = reshaped.crop;
-            prop_assert_eq!(crop.size(), output);
-            prop_assert!(crop.fits_in(reshaped.output.0, reshaped.output.1));
-            prop_assert_eq!(u64::from(region.x - reshaped.region.x) * u64::from(output.0), u64::from(crop.x) * u64::from(region.w));
-            prop_assert_eq!(u64::from(region.y - reshaped.region.y) * u64::from(output.1), u64::from(crop.y) * u64::from(region.h));
+    fn iipsrv_never_gets_a_crashing_region((facts, version, request) in edge_request()) {
+        let Ok(planned) = support::plan_and_check(version, &identifier(), &request, &facts, &Limits::default(), &Capabilities::default()) else {
+            return Ok(());
+        };
+        let region = planned.backend.region.unwrap_or(PixelRect::whole(facts.width, facts.height));
+        prop_assert!(region.fits_in(facts.width, facts.height));
+        prop_assert_eq!(region.size(), planned.region.size());
+        prop_assert!(!crashes_iipsrv(&facts, &region, planned.output), "{}", planned.backend.path());
+        // Only the origin moves, and only up and left.
+        prop_assert!(region.x <= planned.region.x && region.y <= planned.region.y);
+        if region != planned.region {
+            prop_assert!(crashes_iipsrv(&facts, &planned.region, planned.output));
+            // As little as possible: one pixel further down (right) would crash again.
+            for moved in [
+                PixelRect { y: region.y + 1, ..region },
+                PixelRect { x: region.x + 1, ..region },
+            ] {
+                if moved.x <= planned.region.x && moved.y <= planned.region.y && moved != region {
+                    prop_assert!(crashes_iipsrv(&facts, &moved, planned.output), "{}", moved);
+                }
+            }
         }
     }
 

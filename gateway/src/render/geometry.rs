@@ -1,4 +1,4 @@
-//! Mirroring and rotation (cropping is a plain `crop_imm` in `mod.rs`).
+//! Mirroring and rotation.
 //!
 //! Rotations by a multiple of 90° are exact pixel transposes (no interpolation, so they are
 //! lossless and the size is exactly swapped or kept). Any other angle goes through

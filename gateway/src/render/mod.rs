@@ -6,20 +6,19 @@
 //! it into the final image:
 //!
 //! 1. decode the JPEG (keeping its ICC profile);
-//! 2. crop ([`RenderSpec::crop`]);
-//! 3. convert to gray for the gray and bitonal qualities;
-//! 4. mirror and rotate ([`RenderSpec::mirror`], [`RenderSpec::degrees`]); the corners an
+//! 2. convert to gray for the gray and bitonal qualities;
+//! 3. mirror and rotate ([`RenderSpec::mirror`], [`RenderSpec::degrees`]); the corners an
 //!    arbitrary rotation uncovers are transparent, or white if the format has no alpha;
-//! 5. flatten any other transparency onto white if the format has no alpha;
-//! 6. threshold for bitonal;
-//! 7. encode.
+//! 4. flatten any other transparency onto white if the format has no alpha;
+//! 5. threshold for bitonal;
+//! 6. encode.
 //!
 //! Gray conversion comes before rotation because rotating one channel is cheaper than three and
 //! gives the same result (both steps are weighted sums). The bitonal threshold comes after
 //! rotation, because interpolation and the white background create in-between values.
 //!
-//! What this module does not do: HTTP, caching, choosing what to ask iipsrv for, or scaling
-//! (iipsrv scales). A request iipsrv can answer as is never reaches it.
+//! What this module does not do: HTTP, caching, choosing what to ask iipsrv for, or cropping and
+//! scaling (iipsrv does both). A request iipsrv can answer as is never reaches it.
 
 mod encode;
 mod geometry;
@@ -92,21 +91,10 @@ pub enum Tone {
     Bitonal,
 }
 
-/// A rectangle in the pixels of the backend JPEG.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub struct PixelCrop {
-    pub x: u32,
-    pub y: u32,
-    pub w: u32,
-    pub h: u32,
-}
-
 /// What to do to the backend JPEG, in the order the fields are listed.
 #[derive(Debug, Clone, PartialEq)]
 pub struct RenderSpec {
-    /// Applied first, to the decoded backend JPEG.
-    pub crop: Option<PixelCrop>,
-    /// Mirror left to right, after cropping and before rotating. Only set when the gateway does
+    /// Mirror left to right, before rotating. Only set when the gateway does
     /// the rotation itself (otherwise iipsrv has mirrored already).
     pub mirror: bool,
     /// Clockwise rotation, `0 ≤ degrees < 360`; non-zero only when the gateway rotates. Other
@@ -130,16 +118,6 @@ pub enum RenderError {
     /// The final image could not be encoded (for example a GIF side over 65 535 px).
     #[error("cannot encode the output image")]
     Encode(#[source] ImageError),
-    /// The crop rectangle is empty or extends past the decoded image.
-    #[error(
-        "crop {},{},{},{} does not fit the {image_width}x{image_height} backend image",
-        .crop.x, .crop.y, .crop.w, .crop.h
-    )]
-    InvalidCrop {
-        crop: PixelCrop,
-        image_width: u32,
-        image_height: u32,
-    },
 }
 
 /// Decodes iipsrv's JPEG, applies `spec` and encodes the result.
@@ -149,10 +127,6 @@ pub enum RenderError {
 /// give [`RenderError::Decode`].
 pub fn render(backend_jpeg: &[u8], spec: &RenderSpec) -> Result<Vec<u8>, RenderError> {
     let (mut image, icc_profile) = decode(backend_jpeg)?;
-
-    if let Some(crop) = spec.crop {
-        image = crop_checked(image, crop)?;
-    }
 
     if spec.tone != Tone::AsIs {
         image = tone::into_gray(image);
@@ -214,22 +188,4 @@ fn decode(jpeg: &[u8]) -> Result<(DynamicImage, Option<Vec<u8>>), RenderError> {
     let icc_profile = decoder.icc_profile().ok().flatten();
     let image = DynamicImage::from_decoder(decoder).map_err(RenderError::Decode)?;
     Ok((image, icc_profile))
-}
-
-fn crop_checked(image: DynamicImage, crop: PixelCrop) -> Result<DynamicImage, RenderError> {
-    let (image_width, image_height) = (image.width(), image.height());
-    let fits = |start: u32, length: u32, limit: u32| {
-        length > 0 && start.checked_add(length).is_some_and(|end| end <= limit)
-    };
-    if !(fits(crop.x, crop.w, image_width) && fits(crop.y, crop.h, image_height)) {
-        return Err(RenderError::InvalidCrop {
-            crop,
-            image_width,
-            image_height,
-        });
-    }
-    if (crop.x, crop.y, crop.w, crop.h) == (0, 0, image_width, image_height) {
-        return Ok(image);
-    }
-    Ok(image.crop_imm(crop.x, crop.y, crop.w, crop.h))
 }

@@ -75,7 +75,6 @@ fn source_jpeg() -> Vec<u8> {
 
 fn spec(format: OutputFormat) -> RenderSpec {
     RenderSpec {
-        crop: None,
         mirror: false,
         degrees: 0.0,
         tone: Tone::AsIs,
@@ -180,79 +179,7 @@ fn lossless_formats_keep_the_decoded_pixels_exactly() {
     }
 }
 
-// === crop and mirror ===
-
-#[test]
-fn crop_picks_the_requested_pixels() {
-    let jpeg = source_jpeg();
-    let mut top_right = spec(OutputFormat::Png);
-    top_right.crop = Some(PixelCrop {
-        x: 60,
-        y: 0,
-        w: 40,
-        h: 20,
-    });
-    let image = render_and_decode(&jpeg, &top_right);
-    assert_eq!((image.width(), image.height()), (40, 20));
-    for point in [(2, 2), (37, 2), (2, 17), (37, 17), (20, 10)] {
-        assert_colour(&image, point, GREEN, "top-right crop");
-    }
-
-    let mut centre = spec(OutputFormat::Png);
-    centre.crop = Some(PixelCrop {
-        x: 42,
-        y: 22,
-        w: 16,
-        h: 6,
-    });
-    let image = render_and_decode(&jpeg, &centre);
-    assert_eq!((image.width(), image.height()), (16, 6));
-    assert_colour(&image, (8, 3), MAGENTA, "centre crop");
-
-    // The crop is exact: compare with the decoded source.
-    let source = image::load_from_memory(&jpeg).unwrap().to_rgb8();
-    let output = image.to_rgb8();
-    for (x, y, pixel) in output.enumerate_pixels() {
-        assert_eq!(pixel, source.get_pixel(x + 42, y + 22));
-    }
-}
-
-#[test]
-fn a_crop_outside_the_image_is_rejected() {
-    let jpeg = source_jpeg();
-    let outside = [
-        (0, 0, 101, 50),
-        (0, 0, 100, 51),
-        (99, 0, 2, 1),
-        (0, 49, 1, 2),
-        (100, 0, 1, 1),
-        (0, 0, 0, 10),
-        (0, 0, 10, 0),
-        (u32::MAX, 0, 2, 2),
-        (0, u32::MAX, 2, 2),
-        (1, 1, u32::MAX, u32::MAX),
-    ];
-    for (x, y, w, h) in outside {
-        let mut spec = spec(OutputFormat::Png);
-        spec.crop = Some(PixelCrop { x, y, w, h });
-        match render(&jpeg, &spec) {
-            Err(RenderError::InvalidCrop {
-                crop,
-                image_width: 100,
-                image_height: 50,
-            }) => assert_eq!(crop, PixelCrop { x, y, w, h }),
-            other => panic!("crop {x},{y},{w},{h}: {other:?}"),
-        }
-    }
-    let mut whole = spec(OutputFormat::Png);
-    whole.crop = Some(PixelCrop {
-        x: 0,
-        y: 0,
-        w: 100,
-        h: 50,
-    });
-    assert!(render(&jpeg, &whole).is_ok());
-}
+// === mirror ===
 
 #[test]
 fn mirror_flips_left_and_right() {
