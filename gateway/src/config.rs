@@ -105,6 +105,11 @@ pub struct RawBackend {
     pub health_timeout_ms: u64,
     #[serde(default = "defaults::max_response_bytes")]
     pub max_response_bytes: usize,
+    /// Keep a connection to each iipsrv process open this long after a request (0 = a new
+    /// connection per request). An open connection pins the process to this gateway, so keep 0
+    /// when several gateways share iipsrv processes.
+    #[serde(default)]
+    pub keepalive_idle_ms: u64,
 }
 
 /// `gateway.output`: how the gateway encodes what it renders itself.
@@ -254,6 +259,7 @@ pub struct BackendConfig {
     pub health_interval: Duration,
     pub health_timeout: Duration,
     pub max_response_bytes: usize,
+    pub keepalive_idle: Duration,
 }
 
 /// Every problem found in a configuration file, one per line.
@@ -457,6 +463,7 @@ impl RawGatewayConfig {
                 health_interval: Duration::from_millis(backend.health_interval_ms),
                 health_timeout: Duration::from_millis(backend.health_timeout_ms),
                 max_response_bytes: backend.max_response_bytes,
+                keepalive_idle: Duration::from_millis(backend.keepalive_idle_ms),
             },
             jpeg_quality: self.output.jpeg_quality,
             cache_control: RawCacheControlValues {

@@ -98,6 +98,7 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
         health_interval: backend.health_interval,
         health_timeout: backend.health_timeout,
         max_response_bytes: backend.max_response_bytes,
+        keepalive_idle: backend.keepalive_idle,
     });
     let metrics = Arc::new(Metrics::new());
     let listen = config.listen.to_string();

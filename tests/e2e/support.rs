@@ -188,7 +188,7 @@ impl Stack {
              grace_period_seconds: 1\ngraceful_shutdown_timeout_seconds: 1\n\
              gateway:\n  listen: 127.0.0.1:{port}\n  admin_listen: 127.0.0.1:{admin_port}\n{base}\
              \x20 trusted_proxies: [127.0.0.1/32]\n\
-             \x20 backend:\n    addresses: [{addresses}]\n    health_interval_ms: 200\n    health_timeout_ms: 1000\n\
+             \x20 backend:\n    addresses: [{addresses}]\n    health_interval_ms: 200\n    health_timeout_ms: 1000\n    keepalive_idle_ms: 250\n\
              \x20   queue_timeout_ms: 10000\n{extra}",
             scratch = scratch.display(),
             addresses = addresses.join(", "),

@@ -1,16 +1,20 @@
-//! One FastCGI request over one fresh connection.
+//! One FastCGI request over one connection, with timeouts and size limits.
 //!
-//! Connections are never kept open. libfcgi serves the connection it accepted until the client
-//! closes it, so an idle kept-alive connection pins a single-threaded iipsrv process to one client
-//! (measured, pingora-notes §3.3). A short connection per request costs a connect on loopback and
-//! keeps every process available to everyone, including a new gateway process during an upgrade.
+//! libfcgi serves the connection it accepted until the client closes it, so a kept-alive
+//! connection pins a single-threaded iipsrv process to one client (measured, pingora-notes §3.3).
+//! The pool therefore keeps at most one idle connection per process, only for a short idle time,
+//! and only when configured (`keepalive_idle`); otherwise every request gets a fresh connection.
+//! A request is always written with one write: libfcgi drops a kept connection when a record of
+//! the previous request arrives late.
 
 use std::io;
 use std::path::PathBuf;
+use std::pin::Pin;
+use std::task::{Context, Poll};
 use std::time::Duration;
 
 use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{timeout_at, Instant};
 
@@ -52,7 +56,82 @@ pub(crate) struct Limits {
     pub(crate) max_response_bytes: usize,
 }
 
-/// Sends one encoded request (see [`record::encode_request`]) and reads the complete answer.
+/// An open connection to one iipsrv process.
+#[derive(Debug)]
+pub(crate) enum Connection {
+    Tcp(TcpStream),
+    Unix(UnixStream),
+}
+
+impl Connection {
+    /// Opens a connection, giving up at `deadline`.
+    ///
+    /// # Errors
+    /// `Connect` when the process refuses or is absent, `Timeout(Connect)` when the backlog is full.
+    pub(crate) async fn open(
+        addr: &BackendAddr,
+        label: &str,
+        deadline: Instant,
+    ) -> Result<Connection, FcgiError> {
+        match addr {
+            BackendAddr::Tcp(host_port) => {
+                let stream = connect(deadline, TcpStream::connect(host_port.as_str())).await?;
+                // The request is one write and the answer is read to the end, but without NODELAY
+                // a small final segment from us could still wait for a delayed ACK.
+                if let Err(e) = stream.set_nodelay(true) {
+                    log::debug!("iipsrv {label}: cannot set TCP_NODELAY: {e}");
+                }
+                Ok(Connection::Tcp(stream))
+            }
+            BackendAddr::Unix(path) => Ok(Connection::Unix(
+                connect(deadline, UnixStream::connect(path)).await?,
+            )),
+        }
+    }
+}
+
+impl AsyncRead for Connection {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Tcp(stream) => Pin::new(stream).poll_read(cx, buf),
+            Connection::Unix(stream) => Pin::new(stream).poll_read(cx, buf),
+        }
+    }
+}
+
+impl AsyncWrite for Connection {
+    fn poll_write(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &[u8],
+    ) -> Poll<io::Result<usize>> {
+        match self.get_mut() {
+            Connection::Tcp(stream) => Pin::new(stream).poll_write(cx, buf),
+            Connection::Unix(stream) => Pin::new(stream).poll_write(cx, buf),
+        }
+    }
+
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Tcp(stream) => Pin::new(stream).poll_flush(cx),
+            Connection::Unix(stream) => Pin::new(stream).poll_flush(cx),
+        }
+    }
+
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<io::Result<()>> {
+        match self.get_mut() {
+            Connection::Tcp(stream) => Pin::new(stream).poll_shutdown(cx),
+            Connection::Unix(stream) => Pin::new(stream).poll_shutdown(cx),
+        }
+    }
+}
+
+/// Sends one encoded request (see [`record::encode_request`]) over a fresh connection and reads
+/// the complete answer; the connection is closed afterwards.
 ///
 /// `label` names the process in log lines.
 ///
@@ -67,21 +146,10 @@ pub(crate) async fn execute_once(
     let started = Instant::now();
     let total_deadline = started + limits.total_timeout;
     let connect_deadline = (started + limits.connect_timeout).min(total_deadline);
-    match addr {
-        BackendAddr::Tcp(host_port) => {
-            let stream = connect(connect_deadline, TcpStream::connect(host_port.as_str())).await?;
-            // The request is one write and the answer is read to the end, but without NODELAY a
-            // small final segment from us could still wait for a delayed ACK.
-            if let Err(e) = stream.set_nodelay(true) {
-                log::debug!("iipsrv {label}: cannot set TCP_NODELAY: {e}");
-            }
-            exchange(stream, label, request, limits, total_deadline).await
-        }
-        BackendAddr::Unix(path) => {
-            let stream = connect(connect_deadline, UnixStream::connect(path)).await?;
-            exchange(stream, label, request, limits, total_deadline).await
-        }
-    }
+    let mut connection = Connection::open(addr, label, connect_deadline).await?;
+    exchange(&mut connection, label, request, limits, total_deadline)
+        .await
+        .map(|(response, _)| response)
 }
 
 async fn connect<S>(
@@ -96,13 +164,16 @@ async fn connect<S>(
 }
 
 /// Runs the exchange on an open connection under the total deadline.
+///
+/// The flag says whether the connection ended cleanly: `END_REQUEST` read and nothing unread
+/// behind it, so it can carry another request if it was sent with `FCGI_KEEP_CONN`.
 pub(crate) async fn exchange<S>(
-    stream: S,
+    stream: &mut S,
     label: &str,
     request: &[u8],
     limits: &Limits,
     total_deadline: Instant,
-) -> Result<BackendResponse, FcgiError>
+) -> Result<(BackendResponse, bool), FcgiError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -115,12 +186,12 @@ where
 }
 
 async fn converse<S>(
-    stream: S,
+    stream: &mut S,
     label: &str,
     request: &[u8],
     limits: &Limits,
     first_byte_deadline: Instant,
-) -> Result<BackendResponse, FcgiError>
+) -> Result<(BackendResponse, bool), FcgiError>
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
@@ -185,7 +256,8 @@ where
         log::debug!("iipsrv {label}: END_REQUEST (app status {app_status}) without output");
         return Err(FcgiError::EndedWithoutResponse);
     }
-    parse_response(stdout.freeze(), MAX_HEAD_BYTES)
+    let clean_end = conn.buffer().is_empty();
+    parse_response(stdout.freeze(), MAX_HEAD_BYTES).map(|response| (response, clean_end))
 }
 
 /// Reads the next record header. `None` means the connection ended (cleanly or not) before one
@@ -273,8 +345,9 @@ mod tests {
                 tokio::time::sleep(Duration::from_secs(5)).await;
             }
         });
+        let mut client = client;
         let result = exchange(
-            client,
+            &mut client,
             "test",
             &request,
             &LIMITS,
@@ -282,7 +355,7 @@ mod tests {
         )
         .await;
         server.abort();
-        result
+        result.map(|(response, _)| response)
     }
 
     #[tokio::test]

@@ -17,7 +17,8 @@ use super::pool::{probe_request, BackendPool};
 const MAX_PROBE_RESPONSE: usize = 64 * 1024;
 
 impl BackendPool {
-    /// Spawns the health-check loop on the current tokio runtime.
+    /// Spawns the health-check loop (and, with keep-alive, the idle-connection reaper) on the
+    /// current tokio runtime.
     ///
     /// Every `health_interval`, each process that is free and has not answered a request within
     /// the last interval gets a probe. A failed probe takes the process out of rotation and a good
@@ -30,6 +31,24 @@ impl BackendPool {
     pub fn spawn_health_checks(self: &Arc<Self>) {
         let pool = Arc::downgrade(self);
         let interval = self.cfg.health_interval;
+        let keepalive_idle = self.cfg.keepalive_idle;
+        if !keepalive_idle.is_zero() {
+            let pool = Arc::downgrade(self);
+            tokio::spawn(async move {
+                // Idle connections are closed within a fraction of their allowed idle time.
+                let mut ticker = tokio::time::interval(
+                    (keepalive_idle / 4).max(std::time::Duration::from_millis(5)),
+                );
+                ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
+                loop {
+                    ticker.tick().await;
+                    let Some(pool) = pool.upgrade() else { return };
+                    for backend in &pool.backends {
+                        backend.close_idle_after(keepalive_idle);
+                    }
+                }
+            });
+        }
         tokio::spawn(async move {
             let request = probe_request();
             let mut ticker = tokio::time::interval(interval);
@@ -65,6 +84,8 @@ impl BackendPool {
         if backend.is_healthy() && backend.answered_within(self.cfg.health_interval) {
             return;
         }
+        // The probe opens its own connection; a kept one would make the process ignore it.
+        backend.close_idle();
         let limits = Limits {
             connect_timeout: self.cfg.connect_timeout.min(self.cfg.health_timeout),
             first_byte_timeout: self.cfg.health_timeout,

@@ -3,14 +3,15 @@
 //! # Layout
 //! - `record`: the FastCGI wire format (no I/O).
 //! - `cgi`: the CGI head at the start of the output, and [`BackendResponse`].
-//! - `client`: one request over one fresh connection, with timeouts and size limits.
+//! - `client`: one request over one connection, with timeouts and size limits.
 //! - `pool`: [`BackendPool`], one request at a time per process, a fair queue, health state.
 //! - `health`: the active health-check loop.
 //! - `params`: the parameters iipsrv reads.
 //!
 //! # Invariants
-//! - No connection to an iipsrv process outlives its request: libfcgi serves one connection at a
-//!   time, so a kept-open connection would pin the process.
+//! - A connection to an iipsrv process stays open after its request only when keep-alive is
+//!   configured, and then for at most `keepalive_idle` without a request: libfcgi serves one
+//!   connection at a time, so an open connection pins the process to this gateway.
 //! - A request is written with a single write.
 //! - At most one request (or health probe) runs on a process at a time.
 //! - A request is retried on another process only if it never reached the first one.

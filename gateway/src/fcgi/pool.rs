@@ -18,9 +18,9 @@ use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::cgi::BackendResponse;
-use super::client::{self, BackendAddr, Limits};
+use super::client::{self, BackendAddr, Connection, Limits};
 use super::record::encode_request;
-use super::FcgiError;
+use super::{FcgiError, Phase};
 
 /// How the pool reaches its processes and how long it waits for them.
 #[derive(Debug, Clone)]
@@ -43,6 +43,10 @@ pub struct PoolConfig {
     pub health_timeout: Duration,
     /// Limit on one answer (head and body).
     pub max_response_bytes: usize,
+    /// How long a connection may stay open without a request before it is closed; zero opens a
+    /// new connection for every request. While open it pins the process to this gateway (libfcgi
+    /// serves one connection at a time), so use zero when several gateways share processes.
+    pub keepalive_idle: Duration,
 }
 
 impl Default for PoolConfig {
@@ -56,6 +60,7 @@ impl Default for PoolConfig {
             health_interval: Duration::from_secs(5),
             health_timeout: Duration::from_secs(2),
             max_response_bytes: 64 * 1024 * 1024,
+            keepalive_idle: Duration::ZERO,
         }
     }
 }
@@ -102,6 +107,14 @@ pub(super) struct Backend {
     last_answer: Mutex<Option<Instant>>,
     /// The pool's health-change signal.
     health_changed: Arc<Notify>,
+    /// The connection kept open after the last request, if keep-alive is on.
+    idle: Mutex<Option<IdleConnection>>,
+}
+
+/// A connection waiting for the next request to its process.
+struct IdleConnection {
+    connection: Connection,
+    since: Instant,
 }
 
 // === impl BackendPool ===
@@ -127,6 +140,7 @@ impl BackendPool {
                     busy_since: Mutex::new(None),
                     last_answer: Mutex::new(None),
                     health_changed: Arc::clone(&health_changed),
+                    idle: Mutex::new(None),
                 })
             })
             .collect();
@@ -151,7 +165,8 @@ impl BackendPool {
     /// `NoHealthyBackend` at once when every process is down, `Saturated` when none became free
     /// in time, otherwise what the exchange failed with (see [`FcgiError`]).
     pub async fn execute(&self, params: &[(&str, &str)]) -> Result<BackendResponse, FcgiError> {
-        let request = encode_request(params, false)?;
+        let keepalive_idle = self.cfg.keepalive_idle;
+        let request = encode_request(params, !keepalive_idle.is_zero())?;
         let limits = self.request_limits();
         let mut failed: Option<usize> = None;
         loop {
@@ -163,7 +178,7 @@ impl BackendPool {
             // timeout: iipsrv keeps working on a request whose client left, and the permit must
             // keep saying so until it is done, or the next request would queue in the process's
             // backlog beside it.
-            let exchange = tokio::spawn(lease.run(request.clone(), limits));
+            let exchange = tokio::spawn(lease.run(request.clone(), limits, keepalive_idle));
             let result = match exchange.await {
                 Ok(result) => result,
                 Err(join_error) => std::panic::resume_unwind(join_error.into_panic()),
@@ -322,6 +337,102 @@ impl Backend {
         lock(&self.busy_since).map(|since| since.elapsed())
     }
 
+    /// One exchange: on the kept connection when there is a fresh one, else on a new connection,
+    /// which is kept afterwards when keep-alive is on.
+    async fn exchange(
+        &self,
+        request: &[u8],
+        limits: &Limits,
+        keepalive_idle: Duration,
+    ) -> Result<BackendResponse, FcgiError> {
+        let total_deadline = Instant::now() + limits.total_timeout;
+        let Some(mut kept) = self.take_idle(keepalive_idle) else {
+            return self
+                .exchange_fresh(request, limits, keepalive_idle, total_deadline)
+                .await;
+        };
+        match client::exchange(&mut kept, &self.label, request, limits, total_deadline).await {
+            Ok((response, clean_end)) => {
+                if clean_end {
+                    self.keep(kept);
+                }
+                return Ok(response);
+            }
+            // The process may have closed the kept connection (a restart); then the request never
+            // ran, and it goes again on a new connection to the same process.
+            Err(FcgiError::EndedWithoutResponse | FcgiError::Io(_)) => {
+                log::debug!("iipsrv {}: kept connection ended, reconnecting", self.label);
+            }
+            Err(other) => return Err(other),
+        }
+        match self
+            .exchange_fresh(request, limits, keepalive_idle, total_deadline)
+            .await
+        {
+            // A refused connect now means the process died with this request in hand: it must not
+            // look retryable, or the pool would hand the same request to the next process.
+            Err(FcgiError::Connect(_) | FcgiError::Timeout(Phase::Connect)) => {
+                Err(FcgiError::EndedWithoutResponse)
+            }
+            other => other,
+        }
+    }
+
+    async fn exchange_fresh(
+        &self,
+        request: &[u8],
+        limits: &Limits,
+        keepalive_idle: Duration,
+        total_deadline: Instant,
+    ) -> Result<BackendResponse, FcgiError> {
+        let connect_deadline = (Instant::now() + limits.connect_timeout).min(total_deadline);
+        let mut connection = Connection::open(&self.addr, &self.label, connect_deadline).await?;
+        let (response, clean_end) = client::exchange(
+            &mut connection,
+            &self.label,
+            request,
+            limits,
+            total_deadline,
+        )
+        .await?;
+        if clean_end && !keepalive_idle.is_zero() {
+            self.keep(connection);
+        }
+        Ok(response)
+    }
+
+    /// The kept connection, if it has not been idle for `max_idle` yet.
+    fn take_idle(&self, max_idle: Duration) -> Option<Connection> {
+        lock(&self.idle)
+            .take()
+            .filter(|idle| idle.since.elapsed() < max_idle)
+            .map(|idle| idle.connection)
+    }
+
+    fn keep(&self, connection: Connection) {
+        *lock(&self.idle) = Some(IdleConnection {
+            connection,
+            since: Instant::now(),
+        });
+    }
+
+    /// Closes the kept connection if it has been idle for `max_idle`, so that the process is free
+    /// for other clients (another gateway, the next gateway process during an upgrade).
+    pub(super) fn close_idle_after(&self, max_idle: Duration) {
+        let mut idle = lock(&self.idle);
+        if idle
+            .as_ref()
+            .is_some_and(|kept| kept.since.elapsed() >= max_idle)
+        {
+            *idle = None;
+        }
+    }
+
+    /// Closes the kept connection now (before a health probe, which uses a connection of its own).
+    pub(super) fn close_idle(&self) {
+        lock(&self.idle).take();
+    }
+
     /// Whether a request got a complete answer within `window`.
     pub(super) fn answered_within(&self, window: Duration) -> bool {
         lock(&self.last_answer).is_some_and(|at| at.elapsed() < window)
@@ -349,9 +460,14 @@ impl Lease {
     }
 
     /// Runs the exchange on this process and records how it went.
-    async fn run(self, request: Bytes, limits: Limits) -> Result<BackendResponse, FcgiError> {
+    async fn run(
+        self,
+        request: Bytes,
+        limits: Limits,
+        keepalive_idle: Duration,
+    ) -> Result<BackendResponse, FcgiError> {
         let backend = &self.backend;
-        let result = client::execute_once(&backend.addr, &backend.label, &request, &limits).await;
+        let result = backend.exchange(&request, &limits, keepalive_idle).await;
         match &result {
             Ok(_) => {
                 backend.served.fetch_add(1, Ordering::Relaxed);

@@ -20,6 +20,15 @@ fn config(addresses: Vec<String>) -> PoolConfig {
         health_interval: Duration::from_millis(200),
         health_timeout: Duration::from_millis(1000),
         max_response_bytes: 64 * 1024 * 1024,
+        keepalive_idle: Duration::ZERO,
+    }
+}
+
+/// The same, with connections kept open for `idle` between requests.
+fn keepalive_config(addresses: Vec<String>, idle: Duration) -> PoolConfig {
+    PoolConfig {
+        keepalive_idle: idle,
+        ..config(addresses)
     }
 }
 
@@ -429,4 +438,89 @@ async fn a_cancelled_request_keeps_its_process_until_the_exchange_ends() {
     assert!(!pool.snapshot()[0].healthy);
     assert_eq!(pool.snapshot()[0].failures, 1);
     server.thaw();
+}
+
+// === keep-alive ===
+
+/// A fresh connection from another client, as a second gateway or the next gateway process
+/// during an upgrade would open it.
+async fn direct_probe(server: &Iipsrv, limit: Duration) -> Result<BackendResponse, FcgiError> {
+    let limits = client::Limits {
+        connect_timeout: limit,
+        first_byte_timeout: limit,
+        total_timeout: limit,
+        max_response_bytes: 1 << 20,
+    };
+    let request = record::encode_request(&iipsrv_params(TILE, "placeholder"), false).unwrap();
+    client::execute_once(
+        &client::BackendAddr::parse(&server.addr),
+        "direct",
+        &request,
+        &limits,
+    )
+    .await
+}
+
+#[tokio::test]
+async fn kept_connections_serve_many_requests_and_are_released_when_idle() {
+    let server = Iipsrv::spawn(images());
+    let idle = Duration::from_millis(300);
+    let pool = BackendPool::new(keepalive_config(vec![server.addr.clone()], idle));
+    pool.spawn_health_checks();
+    for _ in 0..20 {
+        assert_eq!(get(&pool, TILE).await.unwrap().status, 200);
+    }
+    // While the connection is kept, libfcgi serves nobody else: that is the pinning the idle
+    // limit bounds. Once it has passed, another client is served again.
+    assert!(
+        direct_probe(&server, Duration::from_millis(100))
+            .await
+            .is_err(),
+        "the kept connection pins the process"
+    );
+    tokio::time::sleep(idle * 2).await;
+    let response = direct_probe(&server, Duration::from_secs(2)).await.unwrap();
+    assert_eq!(response.status, 200, "the idle connection was closed");
+    assert_eq!(pool.snapshot()[0].failures, 0);
+}
+
+#[tokio::test]
+async fn a_kept_connection_to_a_restarted_process_is_replaced_transparently() {
+    let mut server = Iipsrv::spawn(images());
+    let pool = BackendPool::new(keepalive_config(
+        vec![server.addr.clone()],
+        Duration::from_secs(30),
+    ));
+    assert_eq!(get(&pool, TILE).await.unwrap().status, 200);
+    server.restart();
+    // The kept connection died with the old process; the request goes again on a new one.
+    assert_eq!(get(&pool, TILE).await.unwrap().status, 200);
+    assert!(pool.snapshot()[0].healthy);
+}
+
+#[tokio::test]
+async fn with_keepalive_a_crashing_request_is_still_not_retried_elsewhere() {
+    let mut servers = [Iipsrv::spawn(images()), Iipsrv::spawn(images())];
+    let pool = BackendPool::new(keepalive_config(
+        servers.iter().map(|s| s.addr.clone()).collect(),
+        Duration::from_secs(30),
+    ));
+    // Warm both processes so the crasher travels on a kept connection.
+    for _ in 0..4 {
+        assert_eq!(get(&pool, TILE).await.unwrap().status, 200);
+    }
+    let result = get(&pool, CRASHER).await;
+    assert!(
+        matches!(result, Err(FcgiError::EndedWithoutResponse)),
+        "{result:?}"
+    );
+    let crashed: Vec<bool> = servers
+        .iter_mut()
+        .map(|s| s.wait_exit(Duration::from_secs(2)))
+        .collect();
+    assert_eq!(
+        crashed.iter().filter(|c| **c).count(),
+        1,
+        "exactly one process saw the crasher: {crashed:?}"
+    );
 }
