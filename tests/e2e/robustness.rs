@@ -296,3 +296,38 @@ async fn concurrent_requests_all_succeed_over_two_processes() {
         assert_eq!(task.await.unwrap(), 200);
     }
 }
+
+/// The parser's fuzz seed corpus (`gateway/iiif/fuzz/corpus/parse_route`), sent through the
+/// gateway to real iipsrv processes with a real image's identifier.
+#[tokio::test]
+async fn the_fuzz_corpus_never_crashes_iipsrv_or_gets_a_5xx() {
+    let mut stack = Stack::start();
+    let client = client();
+    let corpus = std::path::Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("../gateway/iiif/fuzz/corpus/parse_route");
+    let mut sent = 0;
+    for entry in std::fs::read_dir(&corpus).expect("fuzz corpus") {
+        let raw = std::fs::read(entry.unwrap().path()).unwrap();
+        let text = String::from_utf8_lossy(&raw);
+        let rest = text
+            .strip_prefix("id")
+            .map_or(text.to_string(), |tail| format!("hubble{tail}"));
+        for version in ["2", "3"] {
+            let Ok(url) = reqwest::Url::parse(&stack.url(&format!("/iiif/{version}/{rest}")))
+            else {
+                continue;
+            };
+            let response = client.get(url.clone()).send().await.unwrap();
+            assert!(
+                response.status().as_u16() < 500,
+                "{url} → {}",
+                response.status()
+            );
+            sent += 1;
+        }
+    }
+    assert!(sent >= 50, "only {sent} corpus requests could be sent");
+    for process in &mut stack.iipsrv {
+        assert!(process.is_alive(), "iipsrv on {} died", process.port);
+    }
+}
