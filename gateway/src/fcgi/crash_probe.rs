@@ -5,9 +5,10 @@
 //! ```
 //!
 //! It sends thousands of requests to one real iipsrv (restarted after every crash), compares each
-//! outcome with [`Model`], a transcription of iipsrv 1.1's level choice and region mapping
-//! (`View.cc`), then checks that the reshape the model suggests never crashes. The details go to
-//! `$TMPDIR/iipsrv-crash-probe.txt`, the summary to stdout.
+//! outcome with the production model of iipsrv 1.1's level choice and region mapping (`View.cc`),
+//! [`iiif::backend_level`] and [`iiif::crashes_iipsrv`] (`gateway/iiif/src/reshape.rs`), then
+//! checks that the shift [`iiif::shift_off_the_edge`] suggests never crashes and keeps the exact
+//! size. The details go to `$TMPDIR/iipsrv-crash-probe.txt`, the summary to stdout.
 //!
 //! # What the model says (and the probe confirms)
 //! iipsrv picks a pyramid level per axis (the smallest level at least as large as the output
@@ -26,99 +27,29 @@ use super::client::{execute_once, BackendAddr, Limits};
 use super::record::encode_request;
 use super::test_support::{images, jpeg_dimensions, Iipsrv, IMAGES};
 use super::{iipsrv_params, FcgiError};
+use iiif::{ImageFacts, PixelRect};
 
-/// iipsrv 1.1's geometry for one pyramid image.
-#[derive(Debug, Clone, Copy)]
-pub(crate) struct Model {
-    pub(crate) width: u32,
-    pub(crate) height: u32,
-    /// Number of pyramid levels (`scaleFactors.len()` in info.json).
-    pub(crate) levels: u32,
+/// An image's facts with the pyramid `vips tiffsave --pyramid` (default `--depth onetile`) writes:
+/// halve (floor) until the image fits in one 256-px tile, one scale factor (1, 2, 4, …) per level.
+/// `MAX_CVT` is iipsrv's default 5000. The probe checks the levels against iipsrv's info.json.
+pub(crate) fn vips_facts(width: u32, height: u32) -> ImageFacts {
+    let (mut w, mut h, mut scale_factors) = (width, height, vec![1]);
+    while w.max(h) > 256 {
+        w /= 2;
+        h /= 2;
+        scale_factors.push(scale_factors.last().unwrap() * 2);
+    }
+    ImageFacts {
+        width,
+        height,
+        scale_factors,
+        backend_max_width: 5000,
+        backend_max_height: 5000,
+    }
 }
 
-impl Model {
-    /// Levels as `vips tiffsave --pyramid` (default `--depth onetile`) writes them: halve (floor)
-    /// until the image fits in one 256-px tile.
-    pub(crate) fn vips(width: u32, height: u32) -> Model {
-        let (mut w, mut h, mut levels) = (width, height, 1);
-        while w.max(h) > 256 {
-            w /= 2;
-            h /= 2;
-            levels += 1;
-        }
-        Model {
-            width,
-            height,
-            levels,
-        }
-    }
-
-    /// The `k` of the level (scale factor `2^k`) iipsrv 1.1 reads for a region and a requested
-    /// size (`0` = not given, as in `w,` or `,h`).
-    pub(crate) fn level(&self, region: [u32; 4], req_w: u32, req_h: u32) -> u32 {
-        // View::calculateResolution and View::getResolution of 1.1: one level per axis; the
-        // resulting resolution index is the *minimum* of the two (the lower resolution).
-        let axis = |dim: u32, fraction: f32, requested: u32| -> u32 {
-            let target = (requested as f32 / fraction).floor() as u32;
-            let (mut d, mut halvings) = (dim, 0u32);
-            while d >= target {
-                d /= 2;
-                halvings += 1;
-                if d == 0 {
-                    break;
-                }
-            }
-            halvings.saturating_sub(1).min(self.levels - 1)
-        };
-        let mut k = 0;
-        if req_w > 0 {
-            k = k.max(axis(
-                self.width,
-                region[2] as f32 / self.width as f32,
-                req_w,
-            ));
-        }
-        if req_h > 0 {
-            k = k.max(axis(
-                self.height,
-                region[3] as f32 / self.height as f32,
-                req_h,
-            ));
-        }
-        k
-    }
-
-    /// Where the region starts inside level `k` (View::getViewLeft/getViewTop, `f32`).
-    pub(crate) fn origin(&self, k: u32, x: u32, y: u32) -> (u32, u32) {
-        let s = (1u32 << k) as f32;
-        let left = (self.width as f32 * (x as f32 / self.width as f32) / s).round() as u32;
-        let top = (self.height as f32 * (y as f32 / self.height as f32) / s).round() as u32;
-        (left, top)
-    }
-
-    /// Whether iipsrv 1.1 segfaults on this in-bounds region and size.
-    pub(crate) fn crashes(&self, region: [u32; 4], req_w: u32, req_h: u32) -> bool {
-        let k = self.level(region, req_w, req_h);
-        let (left, top) = self.origin(k, region[0], region[1]);
-        left >= self.width >> k || top >= self.height >> k
-    }
-
-    /// The safe reshape: move the region up (left) just far enough that it starts inside the
-    /// level's last row (column). Size and level stay the same, so the output has the requested
-    /// size and no post-processing is needed. The shift is less than `s/2` full-resolution pixels,
-    /// i.e. less than half a pixel of the level iipsrv reads, and what the output shows is exactly
-    /// that level's last row (column) — the data it would have read had it clamped correctly.
-    pub(crate) fn reshape(&self, region: [u32; 4], req_w: u32, req_h: u32) -> [u32; 4] {
-        let k = self.level(region, req_w, req_h);
-        let [mut x, mut y, w, h] = region;
-        while x > 0 && self.origin(k, x, 0).0 >= self.width >> k {
-            x -= 1;
-        }
-        while y > 0 && self.origin(k, 0, y).1 >= self.height >> k {
-            y -= 1;
-        }
-        [x, y, w, h]
-    }
+fn rect([x, y, w, h]: [u32; 4]) -> PixelRect {
+    PixelRect { x, y, w, h }
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -226,12 +157,15 @@ enum Size {
 }
 
 impl Size {
-    /// iipsrv's requested width and height (0 = not given).
-    fn requested(self) -> (u32, u32) {
+    /// The output to give the production model, which is written for exact `w,h`. An axis that is
+    /// not given (`w,` or `,h`) does not take part in iipsrv's level choice; asking for the region's
+    /// own length on it (no scaling: level 0) has the same effect, since the level is the larger of
+    /// the two axes' levels.
+    fn model_output(self, region: [u32; 4]) -> (u32, u32) {
         match self {
             Size::Exact(w, h) => (w, h),
-            Size::Width(w) => (w, 0),
-            Size::Height(h) => (0, h),
+            Size::Width(w) => (w, region[3]),
+            Size::Height(h) => (region[2], h),
         }
     }
 
@@ -248,7 +182,7 @@ impl Size {
 #[derive(Debug, Clone)]
 struct Case {
     image: &'static str,
-    model: Model,
+    facts: ImageFacts,
     region: [u32; 4],
     size: Size,
     rotation: u32,
@@ -265,14 +199,16 @@ impl Case {
         )
     }
 
+    fn output(&self) -> (u32, u32) {
+        self.size.model_output(self.region)
+    }
+
     fn predicts_crash(&self) -> bool {
-        let (w, h) = self.size.requested();
-        self.model.crashes(self.region, w, h)
+        iiif::crashes_iipsrv(&self.facts, &rect(self.region), self.output())
     }
 
     fn scale(&self) -> u32 {
-        let (w, h) = self.size.requested();
-        1 << self.model.level(self.region, w, h)
+        1 << iiif::backend_level(&self.facts, &rect(self.region), self.output())
     }
 
     /// The output size an exact request must produce.
@@ -285,9 +221,10 @@ impl Case {
     }
 
     fn reshaped(&self) -> Case {
-        let (w, h) = self.size.requested();
+        let PixelRect { x, y, w, h } =
+            iiif::shift_off_the_edge(&self.facts, &rect(self.region), self.output());
         Case {
-            region: self.model.reshape(self.region, w, h),
+            region: [x, y, w, h],
             ..self.clone()
         }
     }
@@ -383,7 +320,7 @@ fn edge_grid() -> Vec<Case> {
         if image == "wide.tif" {
             continue; // the same geometry class as test.tif; used for the out-of-bounds list
         }
-        let model = Model::vips(width, height);
+        let facts = vips_facts(width, height);
         for vertical in [true, false] {
             for thickness in [1u32, 2, 3, 4, 8] {
                 for offset in 0..=6u32 {
@@ -403,7 +340,7 @@ fn edge_grid() -> Vec<Case> {
                             for rotation in [0, 90] {
                                 cases.push(Case {
                                     image,
-                                    model,
+                                    facts: facts.clone(),
                                     region,
                                     size,
                                     rotation,
@@ -436,7 +373,7 @@ fn random_edges(rng: &mut Rng, n: usize) -> Vec<Case> {
     (0..n)
         .map(|_| {
             let &(image, width, height) = &IMAGES[rng.below(IMAGES.len() as u32) as usize];
-            let model = Model::vips(width, height);
+            let facts = vips_facts(width, height);
             let thin = |rng: &mut Rng, dim: u32| 1 + rng.below(20).min(dim - 1);
             let long = |rng: &mut Rng, dim: u32| 1 + rng.below(dim);
             let (w, h) = match rng.below(3) {
@@ -464,7 +401,7 @@ fn random_edges(rng: &mut Rng, n: usize) -> Vec<Case> {
             let size = Size::Exact(scale(rng, w), scale(rng, h));
             Case {
                 image,
-                model,
+                facts,
                 region: [x, y, w, h],
                 size,
                 rotation: 90 * rng.below(4),
@@ -488,8 +425,9 @@ async fn crash_probe() {
     for &(name, w, h) in IMAGES {
         let info = probe.send(&format!("IIIF={name}/info.json")).await.unwrap();
         let info: serde_json::Value = serde_json::from_slice(&info.body).unwrap();
-        let factors = info["tiles"][0]["scaleFactors"].as_array().unwrap().len() as u32;
-        assert_eq!(factors, Model::vips(w, h).levels, "{name}");
+        let factors: Vec<u32> =
+            serde_json::from_value(info["tiles"][0]["scaleFactors"].clone()).unwrap();
+        assert_eq!(factors, vips_facts(w, h).scale_factors, "{name}");
     }
 
     // --- 1. Thin strips at the edges, and random regions near them -----------------------------
@@ -597,9 +535,7 @@ async fn crash_probe() {
     let mut tile_wrong = Vec::new();
     let mut paths: BTreeMap<(&str, &str), usize> = BTreeMap::new();
     for &(image, width, height) in IMAGES {
-        let model = Model::vips(width, height);
-        for k in 0..model.levels {
-            let s = 1u32 << k;
+        for (k, &s) in vips_facts(width, height).scale_factors.iter().enumerate() {
             let span = 256 * s;
             for ty in 0..height.div_ceil(span) {
                 for tx in 0..width.div_ceil(span) {
@@ -652,7 +588,7 @@ async fn crash_probe() {
     let mut reshaped_first = 0;
     for _ in 0..600 {
         let &(image, width, height) = &IMAGES[rng.below(IMAGES.len() as u32) as usize];
-        let model = Model::vips(width, height);
+        let facts = vips_facts(width, height);
         let (w, h) = (1 + rng.below(width), 1 + rng.below(height));
         let (x, y) = (rng.below(width - w + 1), rng.below(height - h + 1));
         // From 1 px to 1.5x the region (upscaling included), capped for speed.
@@ -660,7 +596,7 @@ async fn crash_probe() {
         let oh = 1 + rng.below((h * 3 / 2).clamp(1, 1500));
         let mut case = Case {
             image,
-            model,
+            facts,
             region: [x, y, w, h],
             size: Size::Exact(ow, oh),
             rotation: 90 * rng.below(4),
@@ -765,17 +701,16 @@ async fn raw_get(probe: &mut Probe, query: &str) -> String {
 }
 
 #[test]
-fn model_matches_the_documented_crashers() {
-    let square = Model::vips(1000, 1000);
-    assert_eq!(square.levels, 3);
-    assert!(square.crashes([0, 999, 100, 1], 50, 1));
-    assert!(square.crashes([999, 0, 1, 100], 1, 50));
-    assert!(
-        !square.crashes([0, 999, 100, 1], 100, 1),
-        "no scaling: level 0"
+fn vips_facts_have_the_levels_iipsrv_reports() {
+    assert_eq!(vips_facts(1000, 1000).scale_factors, [1, 2, 4]);
+    assert_eq!(vips_facts(2736, 1824).scale_factors.len(), 5);
+    assert_eq!(vips_facts(999, 777).scale_factors.len(), 3);
+    // The documented crasher and its shift, through the production model.
+    let square = vips_facts(1000, 1000);
+    let strip = rect([0, 999, 100, 1]);
+    assert!(iiif::crashes_iipsrv(&square, &strip, (50, 1)));
+    assert_eq!(
+        iiif::shift_off_the_edge(&square, &strip, (50, 1)),
+        rect([0, 998, 100, 1])
     );
-    assert!(!square.crashes([0, 998, 100, 1], 50, 1));
-    assert_eq!(square.reshape([0, 999, 100, 1], 50, 1), [0, 998, 100, 1]);
-    assert_eq!(Model::vips(2736, 1824).levels, 5);
-    assert_eq!(Model::vips(999, 777).levels, 3);
 }

@@ -384,33 +384,32 @@ async fn a_silent_fastcgi_peer_fails_health_checks() {
 
 #[tokio::test]
 async fn reshaped_edge_strips_succeed_with_the_requested_size() {
-    use super::crash_probe::Model;
+    use super::crash_probe::vips_facts;
     let server = Iipsrv::spawn(images());
     let pool = BackendPool::new(config(vec![server.addr.clone()]));
     // In-bounds requests that crash iipsrv 1.1 as they are (see crash_probe).
-    let cases: [(&str, Model, [u32; 4], u32, u32); 5] = [
-        ("test.tif", Model::vips(1000, 1000), [0, 999, 100, 1], 50, 1),
-        ("test.tif", Model::vips(1000, 1000), [999, 0, 1, 100], 1, 50),
+    let cases: [(&str, iiif::ImageFacts, [u32; 4], u32, u32); 5] = [
+        ("test.tif", vips_facts(1000, 1000), [0, 999, 100, 1], 50, 1),
+        ("test.tif", vips_facts(1000, 1000), [999, 0, 1, 100], 1, 50),
         (
             "test.tif",
-            Model::vips(1000, 1000),
+            vips_facts(1000, 1000),
             [0, 998, 1000, 2],
             250,
             1,
         ),
-        (
-            "photo.tif",
-            Model::vips(2736, 1824),
-            [0, 1816, 100, 8],
-            6,
-            1,
-        ),
-        ("odd999.tif", Model::vips(999, 777), [997, 775, 2, 2], 1, 1),
+        ("photo.tif", vips_facts(2736, 1824), [0, 1816, 100, 8], 6, 1),
+        ("odd999.tif", vips_facts(999, 777), [997, 775, 2, 2], 1, 1),
     ];
-    for (image, model, region, w, h) in cases {
-        assert!(model.crashes(region, w, h), "{image} {region:?}");
-        let [x, y, rw, rh] = model.reshape(region, w, h);
-        assert_eq!((rw, rh), (region[2], region[3]), "only the origin moves");
+    for (image, facts, [x, y, rw, rh], w, h) in cases {
+        let region = iiif::PixelRect { x, y, w: rw, h: rh };
+        assert!(
+            iiif::crashes_iipsrv(&facts, &region, (w, h)),
+            "{image} {region}"
+        );
+        let iiif::PixelRect { x, y, w: rw, h: rh } =
+            iiif::shift_off_the_edge(&facts, &region, (w, h));
+        assert_eq!((rw, rh), region.size(), "only the origin moves");
         let query = format!("IIIF={image}/{x},{y},{rw},{rh}/{w},{h}/0/default.jpg");
         let response = get(&pool, &query).await.unwrap();
         assert_eq!(response.status, 200, "{query}");
