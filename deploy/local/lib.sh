@@ -207,10 +207,33 @@ stop_iipsrv_pool() {
     done
 }
 
+# === redis (the ID archive) ===
+
+# start_redis RUN_DIR LOG_DIR PORT: a private redis-server on 127.0.0.1:PORT, no persistence
+# (the local stack's archive is example data), unless the pid file names a running one.
+start_redis() {
+    local run_dir=$1 log_dir=$2 port=$3
+    mkdir -p "$run_dir" "$log_dir"
+    if pidfile_running "$run_dir/redis.pid" redis-server; then
+        info "redis :$port already running (pid $(head -n1 "$run_dir/redis.pid"))"
+        return
+    fi
+    port_in_use "$port" && die "port 127.0.0.1:$port is already in use by a process we did not start"
+    redis-server --bind 127.0.0.1 --port "$port" --save '' --appendonly no \
+        --daemonize yes --pidfile "$run_dir/redis.pid" --logfile "$log_dir/redis.log" >/dev/null
+    local deadline=$(($(date +%s) + 10))
+    until port_in_use "$port"; do
+        (($(date +%s) < deadline)) || die "redis-server on 127.0.0.1:$port did not start within 10s"
+        sleep 0.1
+    done
+}
+
 # === gateway ===
 
 # render_gateway_config OUT VAR_DIR LISTEN ADMIN_LISTEN PUBLIC_BASE_URL BACKEND_PORTS...
-# writes OUT from deploy/local/gateway.yaml.in with absolute paths substituted.
+# writes OUT from deploy/local/gateway.yaml.in with absolute paths substituted; with
+# GATEWAY_REDIS_URL set it adds the redirects (ID archive) and admin sections, the admin
+# token being read from VAR_DIR/admin-token.
 render_gateway_config() {
     local out=$1 var_dir=$2 listen=$3 admin=$4 base=$5 backends="" port
     shift 5
@@ -227,6 +250,16 @@ render_gateway_config() {
         -e "s|@MAX_CVT@|${IIPSRV_MAX_CVT:-5000}|g" \
         -e "s|@JPEG_QUALITY@|${IIPSRV_JPEG_QUALITY:-90}|g" \
         "$IIIF_REPO/deploy/local/gateway.yaml.in" >"$out.part"
+    # The ID archive and the admin API, only where a Redis is given (the local stack).
+    if [[ -n ${GATEWAY_REDIS_URL:-} ]]; then
+        cat >>"$out.part" <<EOF
+  redirects:
+    redis_url: $GATEWAY_REDIS_URL
+    key_prefix: "iiif:"
+  admin:
+    token_file: $var_dir/admin-token
+EOF
+    fi
     if grep -n '@[A-Z_]*@' "$out.part" >&2; then
         rm -f "$out.part"
         die "unsubstituted placeholders left in $out"

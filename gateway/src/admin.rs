@@ -2,7 +2,8 @@
 //!
 //! `/metrics` is the Prometheus exposition, `/healthz` says the process is alive and lists the
 //! iipsrv processes, `/readyz` is 200 only while at least one iipsrv process is healthy (a load
-//! balancer should stop sending traffic otherwise).
+//! balancer should stop sending traffic otherwise), and `/admin/redirects/…` is the ID archive's
+//! admin API (bearer token; see `redirects::admin_api`).
 
 use std::sync::Arc;
 
@@ -12,15 +13,73 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::app::Gateway;
+use crate::redirects::admin_api;
+use crate::redirects::store::RedirectStore;
 
 /// Serves the admin endpoints.
 pub struct AdminApp {
     gateway: Arc<Gateway>,
+    /// The ID archive, when `gateway.redirects` is configured.
+    store: Option<RedirectStore>,
+    token: Option<String>,
 }
 
 impl AdminApp {
-    pub fn new(gateway: Arc<Gateway>) -> Self {
-        AdminApp { gateway }
+    pub fn new(gateway: Arc<Gateway>, store: Option<RedirectStore>, token: Option<String>) -> Self {
+        AdminApp {
+            gateway,
+            store,
+            token,
+        }
+    }
+
+    /// Reads the request body, stopping one byte past `limit` (the API answers 413 then).
+    async fn read_body(session: &mut ServerSession, limit: usize) -> Vec<u8> {
+        let mut body = Vec::new();
+        while body.len() <= limit {
+            match session.read_request_body().await {
+                Ok(Some(chunk)) => body.extend_from_slice(&chunk),
+                _ => break,
+            }
+        }
+        body
+    }
+
+    async fn redirects_api(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let header = session.req_header();
+        let method = header.method.as_str().to_owned();
+        let target = header
+            .uri
+            .path_and_query()
+            .map_or("/", |p| p.as_str())
+            .to_owned();
+        let authorization = header
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok())
+            .map(str::to_owned);
+        let limit = admin_api::body_limit(&method, &target);
+        let body = Self::read_body(session, limit).await;
+        let answer = admin_api::handle(
+            self.store.as_ref(),
+            self.token.as_deref(),
+            &method,
+            &target,
+            authorization.as_deref(),
+            &body,
+        )
+        .await;
+        let mut response = Response::builder()
+            .status(answer.status)
+            .header("Content-Type", answer.content_type)
+            .header("Content-Length", answer.body.len())
+            .header("Cache-Control", "no-store");
+        for (name, value) in answer.headers {
+            response = response.header(name, value);
+        }
+        response
+            .body(answer.body)
+            .expect("valid admin API response")
     }
 
     fn metrics(&self) -> (u16, &'static str, Vec<u8>) {
@@ -68,6 +127,9 @@ impl AdminApp {
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        if admin_api::handles(session.req_header().uri.path()) {
+            return self.redirects_api(session).await;
+        }
         let (status, content_type, body) = match session.req_header().uri.path() {
             "/metrics" => self.metrics(),
             "/healthz" => self.health(),

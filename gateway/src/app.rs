@@ -1,5 +1,5 @@
 //! The request logic of the public IIIF listener, in the order of the architecture's flow:
-//! route → parse → image facts → plan → iipsrv → post-process → headers.
+//! route → parse → redirect? → image facts → plan → iipsrv → post-process → headers.
 //!
 //! Nothing here knows Pingora: [`Gateway::handle`] takes an [`Incoming`] request and returns a
 //! [`Reply`]. `service.rs` is the thin adapter between the two.
@@ -19,6 +19,7 @@ use crate::facts::{FactsCache, ImageRecord, Lookup};
 use crate::fcgi::BackendPool;
 use crate::metrics::Metrics;
 use crate::public_url::{OriginHeaders, PublicOrigin};
+use crate::redirects::lookup::{self as redirect_lookup, RedirectLookup};
 use crate::render;
 use crate::reply::{Failure, Reply};
 use crate::routes::{self, Endpoint};
@@ -53,6 +54,8 @@ pub struct Gateway {
     facts: FactsCache,
     caps: Capabilities,
     info_options: InfoOptions,
+    /// The ID archive; `None` when `gateway.redirects` is absent (no lookup at all).
+    redirects: Option<Arc<RedirectLookup>>,
     pub pool: Arc<BackendPool>,
     pub metrics: Arc<Metrics>,
 }
@@ -87,6 +90,10 @@ impl Gateway {
             ),
             iipsrv: Iipsrv::new(pool.clone(), metrics.clone()),
             facts: FactsCache::new(config.facts_ttl, FACTS_CAPACITY),
+            redirects: config
+                .redirects
+                .as_ref()
+                .map(|r| Arc::new(RedirectLookup::from_config(r, metrics.clone()))),
             caps,
             info_options,
             config,
@@ -138,6 +145,9 @@ impl Gateway {
             Err(error) => return (Some(version), "invalid", Err(error.into())),
         };
         let base = self.version_base(request, version);
+        if let Some((kind, reply)) = self.retired(&route, rest, &base).await {
+            return (Some(version), kind, Ok(reply));
+        }
         let (kind, result) = match route {
             Route::Base { identifier } => ("base", Ok(self.base_redirect(&base, &identifier))),
             Route::Info { identifier } => (
@@ -153,6 +163,54 @@ impl Gateway {
             ),
         };
         (Some(version), kind, result)
+    }
+
+    /// The lookup of the ID archive, for the background work that keeps it fresh.
+    pub fn redirect_lookup(&self) -> Option<Arc<RedirectLookup>> {
+        self.redirects.clone()
+    }
+
+    /// The answer for a retired identifier, with its metrics kind: a redirect to the same path
+    /// with the current identifier, or 410 Gone. `None` (serve the request) when the identifier
+    /// is not retired, when there is no archive, and when the archive cannot be asked in time.
+    ///
+    /// `rest` is the path after the version, still percent-encoded; everything after the
+    /// identifier is kept byte for byte.
+    async fn retired(
+        &self,
+        route: &Route,
+        rest: &str,
+        base: &str,
+    ) -> Option<(&'static str, Reply)> {
+        let lookup = self.redirects.as_ref()?;
+        let identifier = route.identifier();
+        // The parser takes the identifier from the start of `rest`, as the client wrote it.
+        let Some(tail) = rest.strip_prefix(identifier.raw()) else {
+            debug_assert!(false, "{rest:?} does not start with {:?}", identifier.raw());
+            return None;
+        };
+        let redirect = match lookup.lookup(identifier.decoded()).await {
+            redirect_lookup::Lookup::Redirect(redirect) => redirect,
+            redirect_lookup::Lookup::NotRedirected | redirect_lookup::Lookup::Unknown => {
+                return None
+            }
+        };
+        self.metrics
+            .redirects
+            .with_label_values(&[redirect.kind()])
+            .inc();
+        let settings = self.config.redirects.as_ref()?;
+        let cache_control = &self.config.cache_control.redirect;
+        let (status, target) = match &redirect {
+            redirect_lookup::Redirect::Moved { target } => (settings.permanent_status, target),
+            redirect_lookup::Redirect::Temporary { target } => (settings.temporary_status, target),
+            redirect_lookup::Redirect::Gone => {
+                let gone = Failure::new(410, "this image has been withdrawn");
+                return Some(("gone", Reply::failure(&gone, cache_control)));
+            }
+        };
+        let location = format!("{base}/{}{tail}", redirect_lookup::encode_segment(target));
+        Some(("redirect", Reply::redirect(status, location, cache_control)))
     }
 
     /// `{origin}{prefix}/{version}`: what every public URI of one API version starts with.

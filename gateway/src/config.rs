@@ -47,6 +47,47 @@ pub struct RawGatewayConfig {
     pub output: RawOutput,
     #[serde(default)]
     pub cache_control: RawCacheControl,
+    /// The ID archive of retired identifiers; absent = no redirects.
+    #[serde(default)]
+    pub redirects: Option<RawRedirects>,
+    #[serde(default)]
+    pub admin: RawAdmin,
+}
+
+/// `gateway.redirects`: where the ID archive lives and how redirects are answered.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawRedirects {
+    /// `redis://[:password@]host:port/db` or `rediss://…` for TLS.
+    pub redis_url: String,
+    #[serde(default = "defaults::key_prefix")]
+    pub key_prefix: String,
+    /// 301 or 308 for identifiers that moved permanently.
+    #[serde(default = "defaults::permanent_status")]
+    pub permanent_status: u16,
+    /// 302 or 307 for identifiers that moved temporarily.
+    #[serde(default = "defaults::temporary_status")]
+    pub temporary_status: u16,
+    /// A lookup slower than this is given up and the request served as if not redirected.
+    #[serde(default = "defaults::lookup_timeout_ms")]
+    pub lookup_timeout_ms: u64,
+    /// How long a lookup result (including "not redirected") is reused without asking Redis.
+    #[serde(default = "defaults::redirect_cache_ttl_ms")]
+    pub cache_ttl_ms: u64,
+    #[serde(default = "defaults::redirect_cache_capacity")]
+    pub cache_capacity: usize,
+}
+
+/// `gateway.admin`: the admin API on the admin listener.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawAdmin {
+    /// Bearer token the admin API requires. Prefer `token_file`.
+    #[serde(default)]
+    pub token: Option<String>,
+    /// A file holding the bearer token (first line).
+    #[serde(default)]
+    pub token_file: Option<String>,
 }
 
 /// `gateway.iiif`: the limits and the behaviour choices of the IIIF API.
@@ -217,6 +258,24 @@ mod defaults {
     pub(super) fn cc_error() -> String {
         "no-store".into()
     }
+    pub(super) fn key_prefix() -> String {
+        "iiif:".into()
+    }
+    pub(super) fn permanent_status() -> u16 {
+        301
+    }
+    pub(super) fn temporary_status() -> u16 {
+        302
+    }
+    pub(super) fn lookup_timeout_ms() -> u64 {
+        50
+    }
+    pub(super) fn redirect_cache_ttl_ms() -> u64 {
+        5000
+    }
+    pub(super) fn redirect_cache_capacity() -> usize {
+        100_000
+    }
 }
 
 /// The validated configuration the gateway runs with.
@@ -236,6 +295,21 @@ pub struct GatewayConfig {
     pub backend: BackendConfig,
     pub jpeg_quality: u8,
     pub cache_control: RawCacheControlValues,
+    pub redirects: Option<RedirectsConfig>,
+    /// The admin API's bearer token; without one the admin API answers 403 to every call.
+    pub admin_token: Option<String>,
+}
+
+/// The ID archive settings.
+#[derive(Debug, Clone)]
+pub struct RedirectsConfig {
+    pub redis_url: String,
+    pub key_prefix: String,
+    pub permanent_status: u16,
+    pub temporary_status: u16,
+    pub lookup_timeout: Duration,
+    pub cache_ttl: Duration,
+    pub cache_capacity: usize,
 }
 
 /// `Cache-Control` values, validated as header values.
@@ -425,6 +499,60 @@ impl RawGatewayConfig {
                 ));
             }
         }
+        let redirects = self.redirects.as_ref().map(|r| {
+            if !(r.redis_url.starts_with("redis://")
+                || r.redis_url.starts_with("rediss://")
+                || r.redis_url.starts_with("unix://"))
+            {
+                problems.push(
+                    "gateway.redirects.redis_url must start with redis://, rediss:// or unix://"
+                        .into(),
+                );
+            }
+            if ![301, 308].contains(&r.permanent_status) {
+                problems.push("gateway.redirects.permanent_status must be 301 or 308".into());
+            }
+            if ![302, 307].contains(&r.temporary_status) {
+                problems.push("gateway.redirects.temporary_status must be 302 or 307".into());
+            }
+            if r.lookup_timeout_ms == 0 {
+                problems.push("gateway.redirects.lookup_timeout_ms must be at least 1".into());
+            }
+            RedirectsConfig {
+                redis_url: r.redis_url.clone(),
+                key_prefix: r.key_prefix.clone(),
+                permanent_status: r.permanent_status,
+                temporary_status: r.temporary_status,
+                lookup_timeout: Duration::from_millis(r.lookup_timeout_ms),
+                cache_ttl: Duration::from_millis(r.cache_ttl_ms),
+                cache_capacity: r.cache_capacity.max(1),
+            }
+        });
+        let admin_token = match (&self.admin.token, &self.admin.token_file) {
+            (Some(_), Some(_)) => {
+                problems.push("gateway.admin: give token or token_file, not both".into());
+                None
+            }
+            (Some(token), None) => Some(token.clone()),
+            (None, Some(path)) => match std::fs::read_to_string(path) {
+                Ok(text) => text
+                    .lines()
+                    .next()
+                    .map(str::trim)
+                    .filter(|t| !t.is_empty())
+                    .map(str::to_owned),
+                Err(e) => {
+                    problems.push(format!("gateway.admin.token_file: cannot read {path}: {e}"));
+                    None
+                }
+            },
+            (None, None) => None,
+        };
+        if let Some(token) = &admin_token {
+            if token.len() < 16 {
+                problems.push("gateway.admin token must be at least 16 characters".into());
+            }
+        }
         if let Some(rights) = &iiif.rights {
             if !(rights.starts_with("http://") || rights.starts_with("https://")) {
                 problems.push(
@@ -472,6 +600,8 @@ impl RawGatewayConfig {
                 redirect: cc.redirect.clone(),
                 error: cc.error.clone(),
             },
+            redirects,
+            admin_token,
         })
     }
 }

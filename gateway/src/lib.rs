@@ -19,6 +19,7 @@ pub mod facts;
 pub mod fcgi;
 pub mod metrics;
 pub mod public_url;
+pub mod redirects;
 pub mod render;
 pub mod reply;
 pub mod routes;

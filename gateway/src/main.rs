@@ -8,7 +8,7 @@ use std::process::ExitCode;
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use clap::Parser;
+use clap::{Parser, Subcommand};
 use pingora::server::configuration::{Opt, ServerConf};
 use pingora::server::{Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
@@ -19,6 +19,9 @@ use gateway::app::Gateway;
 use gateway::config::{self, GatewayConfig};
 use gateway::fcgi::{BackendPool, PoolConfig};
 use gateway::metrics::Metrics;
+use gateway::redirects::lookup::{self as redirect_lookup, RedirectLookup};
+use gateway::redirects::store::RedirectStore;
+use gateway::redirects::{self, cli::RedirectsArgs};
 use gateway::service::PublicService;
 
 /// IIIF Image API 3.0 and 2.1 (level 2) gateway in front of stock iipsrv 1.1.
@@ -26,6 +29,7 @@ use gateway::service::PublicService;
 /// Serves /iiif/3/… and /iiif/2/… on the public listener, talks FastCGI to a pool of iipsrv
 /// processes, and exposes /metrics, /healthz and /readyz on a separate admin listener.
 /// Logging follows RUST_LOG (default "info"; "access=debug" adds an access log line per request).
+/// Without a subcommand it runs the server.
 #[derive(Parser, Debug)]
 #[command(name = "iiif-gateway", version)]
 struct Cli {
@@ -34,7 +38,8 @@ struct Cli {
         short,
         long,
         value_name = "FILE",
-        default_value = "/etc/iiif-gateway/gateway.yaml"
+        default_value = "/etc/iiif-gateway/gateway.yaml",
+        global = true
     )]
     conf: PathBuf,
     /// Check the configuration file and exit (0 = valid).
@@ -47,11 +52,32 @@ struct Cli {
     /// process SIGQUIT first).
     #[arg(short, long)]
     upgrade: bool,
+    #[command(subcommand)]
+    command: Option<Command>,
+}
+
+#[derive(Subcommand, Debug)]
+enum Command {
+    Redirects(RedirectsArgs),
 }
 
 fn main() -> ExitCode {
+    let mut cli = Cli::parse();
+    if let Some(Command::Redirects(args)) = cli.command.take() {
+        // An admin command: quiet logs, and only the `gateway:` section matters.
+        env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
+        return match load_gateway_config(&cli) {
+            Ok(config) => redirects::cli::run(config.redirects.as_ref(), args),
+            Err(message) => {
+                eprintln!("iiif-gateway: {message}");
+                ExitCode::from(2)
+            }
+        };
+    }
     env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("info")).init();
-    let cli = Cli::parse();
+    // TLS to Redis (rediss://) needs one process-wide crypto provider; choose it explicitly so a
+    // second provider pulled in by another dependency cannot make rustls refuse to pick.
+    let _ = rustls::crypto::ring::default_provider().install_default();
     let (server_conf, gateway_config) = match load(&cli) {
         Ok(loaded) => loaded,
         Err(message) => {
@@ -69,11 +95,22 @@ fn main() -> ExitCode {
     run(cli, server_conf, gateway_config)
 }
 
+fn load_gateway_config(cli: &Cli) -> Result<GatewayConfig, String> {
+    let path = cli.conf.display();
+    let text =
+        std::fs::read_to_string(&cli.conf).map_err(|e| format!("cannot read {path}: {e}"))?;
+    config::parse(&text).map_err(|e| format!("{path}: {e}"))
+}
+
 fn load(cli: &Cli) -> Result<(ServerConf, GatewayConfig), String> {
     let path = cli.conf.display();
     let text =
         std::fs::read_to_string(&cli.conf).map_err(|e| format!("cannot read {path}: {e}"))?;
     let gateway_config = config::parse(&text).map_err(|e| format!("{path}: {e}"))?;
+    if let Some(redirects) = &gateway_config.redirects {
+        redirect_lookup::check_redis_url(&redirects.redis_url)
+            .map_err(|e| format!("{path}: gateway.redirects.redis_url: {e}"))?;
+    }
     let server_conf =
         ServerConf::from_yaml(&text).map_err(|e| format!("{path}: server settings: {e}"))?;
     Ok((server_conf, gateway_config))
@@ -103,7 +140,13 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     let metrics = Arc::new(Metrics::new());
     let listen = config.listen.to_string();
     let admin_listen = config.admin_listen.to_string();
+    let admin_token = config.admin_token.clone();
+    // The URL was checked in `load`, so only a programming error can fail here.
+    let admin_store = config.redirects.as_ref().map(|r| {
+        RedirectStore::new(&r.redis_url, &r.key_prefix).expect("redis URL checked at load")
+    });
     let gateway = Arc::new(Gateway::new(config, pool.clone(), metrics));
+    let redirect_cache = gateway.redirect_lookup();
 
     let mut public = pingora::proxy::http_proxy_service_with_name(
         &server.configuration,
@@ -111,7 +154,10 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
         "iiif",
     );
     public.add_tcp(&listen);
-    let mut admin = Service::new("admin".to_string(), AdminApp::new(gateway));
+    let mut admin = Service::new(
+        "admin".to_string(),
+        AdminApp::new(gateway, admin_store, admin_token),
+    );
     admin.add_tcp(&admin_listen);
     let mut health = background_service("iipsrv health checks", HealthChecks { pool });
     health.threads = Some(1);
@@ -119,6 +165,12 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     server.add_service(public);
     server.add_service(admin);
     server.add_service(health);
+    if let Some(lookup) = redirect_cache {
+        let mut invalidations =
+            background_service("redirect invalidations", RedirectInvalidations { lookup });
+        invalidations.threads = Some(1);
+        server.add_service(invalidations);
+    }
     log::info!("iiif-gateway listening on {listen} (admin on {admin_listen})");
     server.run_forever()
 }
@@ -133,5 +185,21 @@ impl BackgroundService for HealthChecks {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.pool.spawn_health_checks();
         let _ = shutdown.changed().await;
+    }
+}
+
+/// Keeps the redirect cache in step with the ID archive (pub/sub on a Pingora-managed runtime;
+/// the lookups' Redis connection is opened there too).
+struct RedirectInvalidations {
+    lookup: Arc<RedirectLookup>,
+}
+
+#[async_trait]
+impl BackgroundService for RedirectInvalidations {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let stop = async move {
+            let _ = shutdown.changed().await;
+        };
+        redirect_lookup::invalidations::run(self.lookup.clone(), stop).await;
     }
 }

@@ -4,13 +4,19 @@
 //! base units (`_seconds`, `_bytes`) and low-cardinality labels (never an identifier).
 
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, IntGaugeVec, Opts,
-    Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
 /// Latency buckets from a cached tile (sub-millisecond) to a huge render (tens of seconds).
 const LATENCY_BUCKETS: &[f64] = &[
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+];
+
+/// Latency buckets of one Redis read on a local network (tenths of a millisecond) up to the
+/// read deadline.
+const REDIS_BUCKETS: &[f64] = &[
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
 ];
 
 /// Every metric the gateway records, registered in one registry.
@@ -36,6 +42,18 @@ pub struct Metrics {
     pub backends: IntGaugeVec,
     /// Requests currently being handled.
     pub in_flight: IntGauge,
+    /// Requests answered from the ID archive, by record kind (`moved`, `temporary`, `gone`).
+    pub redirects: IntCounterVec,
+    /// Time of the Redis reads of redirect lookups (cache misses that reached Redis and got an
+    /// answer).
+    pub redirect_lookup_duration: Histogram,
+    /// Redirect lookups answered from the in-process cache or not (`hit`, `miss`).
+    pub redirect_cache_lookups: IntCounterVec,
+    /// Redirect lookup problems by reason (`timeout`, `connection`, `server`, `invalid_record`,
+    /// `circuit_open`, `subscription`). None of them fails a request: the lookup fails open.
+    pub redirect_errors: IntCounterVec,
+    /// Messages received on the invalidation channel.
+    pub redirect_invalidations: IntCounter,
 }
 
 impl Metrics {
@@ -131,6 +149,46 @@ impl Metrics {
                     .register(Box::new(gauge.clone()))
                     .expect("unique metric");
                 gauge
+            },
+            redirects: counter(
+                "iiif_gateway_redirects_total",
+                "Requests answered from the ID archive, by record kind.",
+                &["kind"],
+            ),
+            redirect_lookup_duration: {
+                let histogram = Histogram::with_opts(
+                    HistogramOpts::new(
+                        "iiif_gateway_redirect_lookup_duration_seconds",
+                        "Time of the Redis reads of redirect lookups that missed the cache.",
+                    )
+                    .buckets(REDIS_BUCKETS.to_vec()),
+                )
+                .expect("valid histogram");
+                registry
+                    .register(Box::new(histogram.clone()))
+                    .expect("unique metric");
+                histogram
+            },
+            redirect_cache_lookups: counter(
+                "iiif_gateway_redirect_cache_lookups_total",
+                "Redirect lookups answered from the in-process cache (hit) or not (miss).",
+                &["result"],
+            ),
+            redirect_errors: counter(
+                "iiif_gateway_redirect_errors_total",
+                "Redirect lookup problems, by reason (lookups fail open: requests are still served).",
+                &["reason"],
+            ),
+            redirect_invalidations: {
+                let counter = IntCounter::new(
+                    "iiif_gateway_redirect_invalidations_total",
+                    "Messages received on the redirect invalidation channel.",
+                )
+                .expect("valid counter");
+                registry
+                    .register(Box::new(counter.clone()))
+                    .expect("unique metric");
+                counter
             },
             registry,
         }

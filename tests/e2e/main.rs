@@ -6,5 +6,7 @@
 mod support;
 
 mod api;
+mod redirects;
+mod redirects_admin;
 mod robustness;
 mod security;

@@ -279,3 +279,150 @@ pub fn image_size(body: &[u8]) -> (u32, u32) {
     let image = image::load_from_memory(body).expect("a decodable image");
     (image.width(), image.height())
 }
+
+/// A real redis-server on a free loopback port, without persistence; killed when dropped.
+pub struct Redis {
+    pub port: u16,
+    child: Child,
+    scratch: PathBuf,
+}
+
+/// One reply of the Redis protocol (RESP2), as much of it as the tests need.
+#[derive(Debug, Clone, PartialEq)]
+pub enum RedisReply {
+    Status(String),
+    Error(String),
+    Integer(i64),
+    Bulk(Option<Vec<u8>>),
+    Array(Option<Vec<RedisReply>>),
+}
+
+const REDIS_SERVER: &str = "/usr/bin/redis-server";
+
+impl Redis {
+    pub fn start() -> Redis {
+        Self::start_on(free_port(), scratch_dir())
+    }
+
+    fn start_on(port: u16, scratch: PathBuf) -> Redis {
+        let mut child = Command::new(REDIS_SERVER)
+            .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
+            .args(["--save", "", "--appendonly", "no"])
+            .arg("--dir")
+            .arg(&scratch)
+            .arg("--logfile")
+            .arg(scratch.join(format!("redis-{port}.log")))
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .spawn()
+            .expect("redis-server starts (apt install redis-server)");
+        wait_for_port(port, &mut child, "redis-server");
+        Redis {
+            port,
+            child,
+            scratch,
+        }
+    }
+
+    pub fn url(&self) -> String {
+        format!("redis://127.0.0.1:{}", self.port)
+    }
+
+    /// Sends one command on a fresh connection and reads its reply.
+    pub fn command(&self, args: &[&str]) -> RedisReply {
+        use std::io::{BufReader, Write};
+        let mut stream = TcpStream::connect(("127.0.0.1", self.port)).expect("redis reachable");
+        stream
+            .set_read_timeout(Some(Duration::from_secs(5)))
+            .unwrap();
+        let mut request = format!("*{}\r\n", args.len()).into_bytes();
+        for arg in args {
+            request.extend_from_slice(format!("${}\r\n", arg.len()).as_bytes());
+            request.extend_from_slice(arg.as_bytes());
+            request.extend_from_slice(b"\r\n");
+        }
+        stream.write_all(&request).unwrap();
+        read_reply(&mut BufReader::new(stream))
+    }
+
+    /// Whether the server answers a `PING` right now.
+    pub fn is_up(&self) -> bool {
+        use std::io::{BufRead, BufReader, Write};
+        let Ok(mut stream) = TcpStream::connect(("127.0.0.1", self.port)) else {
+            return false;
+        };
+        let _ = stream.set_read_timeout(Some(Duration::from_millis(500)));
+        if stream.write_all(b"*1\r\n$4\r\nPING\r\n").is_err() {
+            return false;
+        }
+        let mut line = String::new();
+        BufReader::new(stream).read_line(&mut line).is_ok() && line.starts_with("+PONG")
+    }
+
+    /// SIGKILL: the port stops answering at once.
+    pub fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+
+    /// A fresh, empty server on the same port (a restart without persistence).
+    pub fn restart(&mut self) {
+        self.kill();
+        *self = Self::start_on(self.port, self.scratch.clone());
+    }
+
+    /// SIGSTOP: connections stay open but nothing is answered.
+    pub fn pause(&self) {
+        assert!(self.signal("-STOP"), "kill -STOP failed");
+    }
+
+    /// SIGCONT after [`Redis::pause`].
+    pub fn resume(&self) {
+        assert!(self.signal("-CONT"), "kill -CONT failed");
+    }
+
+    fn signal(&self, signal: &str) -> bool {
+        Command::new("kill")
+            .args([signal, &self.child.id().to_string()])
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|status| status.success())
+    }
+}
+
+impl Drop for Redis {
+    fn drop(&mut self) {
+        // SIGKILL ends a stopped process too.
+        self.kill();
+    }
+}
+
+fn read_reply(reader: &mut impl std::io::BufRead) -> RedisReply {
+    let mut line = String::new();
+    reader.read_line(&mut line).expect("a redis reply");
+    let line = line.trim_end_matches("\r\n");
+    let (kind, rest) = line.split_at(1);
+    match kind {
+        "+" => RedisReply::Status(rest.into()),
+        "-" => RedisReply::Error(rest.into()),
+        ":" => RedisReply::Integer(rest.parse().unwrap()),
+        "$" => {
+            let length: i64 = rest.parse().unwrap();
+            if length < 0 {
+                return RedisReply::Bulk(None);
+            }
+            let mut bytes = vec![0; length as usize + 2];
+            reader.read_exact(&mut bytes).unwrap();
+            bytes.truncate(length as usize);
+            RedisReply::Bulk(Some(bytes))
+        }
+        "*" => {
+            let count: i64 = rest.parse().unwrap();
+            if count < 0 {
+                return RedisReply::Array(None);
+            }
+            RedisReply::Array(Some((0..count).map(|_| read_reply(reader)).collect()))
+        }
+        _ => panic!("unexpected redis reply {line:?}"),
+    }
+}
