@@ -58,17 +58,29 @@ impl AdminApp {
             .get("authorization")
             .and_then(|v| v.to_str().ok())
             .map(str::to_owned);
-        let limit = admin_api::body_limit(&method, &target);
-        let body = Self::read_body(session, limit).await;
-        let answer = admin_api::handle(
-            self.store.as_ref(),
+        // Refuse unauthenticated calls before reading a body of up to the import limit.
+        let early = admin_api::refuse_early(
+            self.store.is_some(),
             self.token.as_deref(),
-            &method,
             &target,
             authorization.as_deref(),
-            &body,
-        )
-        .await;
+        );
+        let answer = match early {
+            Some(refusal) => refusal,
+            None => {
+                let limit = admin_api::body_limit(&method, &target);
+                let body = Self::read_body(session, limit).await;
+                admin_api::handle(
+                    self.store.as_ref(),
+                    self.token.as_deref(),
+                    &method,
+                    &target,
+                    authorization.as_deref(),
+                    &body,
+                )
+                .await
+            }
+        };
         let mut response = Response::builder()
             .status(answer.status)
             .header("Content-Type", answer.content_type)
