@@ -96,6 +96,28 @@ pub struct ImageFacts {
     pub backend_max_height: u32,
 }
 
+impl ImageFacts {
+    /// The facts of a pyramid as `vips tiffsave --pyramid --tile-width 256` writes it (default
+    /// `--depth onetile`: halve with floor until the image fits one tile, one scale factor 1, 2,
+    /// 4, … per level), behind an iipsrv with its default `MAX_CVT` of 5000. Tests and the crash
+    /// probe use it to describe the images iipsrv was measured with.
+    pub fn vips_pyramid(width: u32, height: u32) -> ImageFacts {
+        let (mut w, mut h, mut scale_factors) = (width, height, vec![1]);
+        while w.max(h) > 256 {
+            w /= 2;
+            h /= 2;
+            scale_factors.push(scale_factors.last().expect("starts with 1") * 2);
+        }
+        ImageFacts {
+            width,
+            height,
+            scale_factors,
+            backend_max_width: 5000,
+            backend_max_height: 5000,
+        }
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -138,19 +138,7 @@ mod tests {
     /// An image with the levels `vips tiffsave --pyramid` gives it, as in the measurement: halve (floor) until it
     /// fits one 256-px tile.
     fn vips(width: u32, height: u32) -> ImageFacts {
-        let (mut w, mut h, mut scale_factors) = (width, height, vec![1]);
-        while w.max(h) > 256 {
-            w /= 2;
-            h /= 2;
-            scale_factors.push(scale_factors.last().unwrap() * 2);
-        }
-        ImageFacts {
-            width,
-            height,
-            scale_factors,
-            backend_max_width: 5000,
-            backend_max_height: 5000,
-        }
+        ImageFacts::vips_pyramid(width, height)
     }
 
     fn rect(x: u32, y: u32, w: u32, h: u32) -> PixelRect {

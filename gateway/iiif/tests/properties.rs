@@ -282,21 +282,7 @@ fn tile_request() -> impl Strategy<Value = (ImageFacts, Version, ImageRequest)> 
 /// it fits one 256-px tile.
 fn vips_image() -> impl Strategy<Value = ImageFacts> {
     let side = prop_oneof![1u32..=300, 1u32..=4000, 1u32..=30_000];
-    (side.clone(), side).prop_map(|(width, height)| {
-        let (mut w, mut h, mut scale_factors) = (width, height, vec![1]);
-        while w.max(h) > 256 {
-            w /= 2;
-            h /= 2;
-            scale_factors.push(scale_factors.last().unwrap() * 2);
-        }
-        ImageFacts {
-            width,
-            height,
-            scale_factors,
-            backend_max_width: 5000,
-            backend_max_height: 5000,
-        }
-    })
+    (side.clone(), side).prop_map(|(width, height)| ImageFacts::vips_pyramid(width, height))
 }
 
 /// Valid requests against a vips pyramid, mostly for thin strips and small regions within a few pixels of the

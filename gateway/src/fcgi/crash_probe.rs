@@ -33,19 +33,7 @@ use iiif::{ImageFacts, PixelRect};
 /// halve (floor) until the image fits in one 256-px tile, one scale factor (1, 2, 4, …) per level.
 /// `MAX_CVT` is iipsrv's default 5000. The probe checks the levels against iipsrv's info.json.
 pub(crate) fn vips_facts(width: u32, height: u32) -> ImageFacts {
-    let (mut w, mut h, mut scale_factors) = (width, height, vec![1]);
-    while w.max(h) > 256 {
-        w /= 2;
-        h /= 2;
-        scale_factors.push(scale_factors.last().unwrap() * 2);
-    }
-    ImageFacts {
-        width,
-        height,
-        scale_factors,
-        backend_max_width: 5000,
-        backend_max_height: 5000,
-    }
+    ImageFacts::vips_pyramid(width, height)
 }
 
 fn rect([x, y, w, h]: [u32; 4]) -> PixelRect {
