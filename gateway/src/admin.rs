@@ -2,8 +2,9 @@
 //!
 //! `/metrics` is the Prometheus exposition, `/healthz` says the process is alive and lists the
 //! iipsrv processes, `/readyz` is 200 only while at least one iipsrv process is healthy (a load
-//! balancer should stop sending traffic otherwise), and `/admin/redirects/…` is the ID archive's
-//! admin API (bearer token; see `redirects::admin_api`).
+//! balancer should stop sending traffic otherwise), `/admin/redirects/…` is the ID archive's
+//! admin API (bearer token; see `redirects::admin_api`) and `DELETE /admin/images/{id}` purges
+//! one image from the caches (`images_api`).
 
 use std::sync::Arc;
 
@@ -13,7 +14,8 @@ use pingora::apps::http_app::ServeHttp;
 use pingora::protocols::http::ServerSession;
 
 use crate::app::Gateway;
-use crate::redirects::admin_api;
+use crate::images_api;
+use crate::redirects::admin_api::{self, AdminResponse};
 use crate::redirects::store::RedirectStore;
 
 /// Serves the admin endpoints.
@@ -81,17 +83,24 @@ impl AdminApp {
                 .await
             }
         };
-        let mut response = Response::builder()
-            .status(answer.status)
-            .header("Content-Type", answer.content_type)
-            .header("Content-Length", answer.body.len())
-            .header("Cache-Control", "no-store");
-        for (name, value) in answer.headers {
-            response = response.header(name, value);
-        }
-        response
-            .body(answer.body)
-            .expect("valid admin API response")
+        admin_response(answer)
+    }
+
+    async fn images_api(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
+        let header = session.req_header();
+        let authorization = header
+            .headers
+            .get("authorization")
+            .and_then(|v| v.to_str().ok());
+        let answer = images_api::handle(
+            &self.gateway,
+            self.token.as_deref(),
+            header.method.as_str(),
+            header.uri.path(),
+            authorization,
+        )
+        .await;
+        admin_response(answer)
     }
 
     fn metrics(&self) -> (u16, &'static str, Vec<u8>) {
@@ -136,11 +145,29 @@ impl AdminApp {
     }
 }
 
+/// The HTTP form of an admin API answer.
+fn admin_response(answer: AdminResponse) -> Response<Vec<u8>> {
+    let mut response = Response::builder()
+        .status(answer.status)
+        .header("Content-Type", answer.content_type)
+        .header("Content-Length", answer.body.len())
+        .header("Cache-Control", "no-store");
+    for (name, value) in answer.headers {
+        response = response.header(name, value);
+    }
+    response
+        .body(answer.body)
+        .expect("valid admin API response")
+}
+
 #[async_trait]
 impl ServeHttp for AdminApp {
     async fn response(&self, session: &mut ServerSession) -> Response<Vec<u8>> {
         if admin_api::handles(session.req_header().uri.path()) {
             return self.redirects_api(session).await;
+        }
+        if images_api::handles(session.req_header().uri.path()) {
+            return self.images_api(session).await;
         }
         let (status, content_type, body) = match session.req_header().uri.path() {
             "/metrics" => self.metrics(),

@@ -6,17 +6,23 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::Instant;
+use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
+use lazyfetch::layout::CacheLayout;
+use lazyfetch::AccessStamps;
 use iiif::{
     Capabilities, Format, Identifier, ImageRequest, InfoOptions, Plan, Quality, Route, Version,
 };
 
-use crate::backend::Iipsrv;
+use crate::backend::{ImageFile, Iipsrv};
+use crate::conditional::{Preconditions, Validators};
 use crate::config::GatewayConfig;
+use crate::derivatives::files::Removed;
+use crate::derivatives::{body_etag, DerivativeCache, DerivativeKey};
 use crate::facts::{FactsCache, ImageRecord, Lookup};
 use crate::fcgi::BackendPool;
+use crate::masters::Masters;
 use crate::metrics::Metrics;
 use crate::public_url::{OriginHeaders, PublicOrigin};
 use crate::redirects::lookup::{self as redirect_lookup, RedirectLookup};
@@ -36,6 +42,8 @@ pub struct Incoming<'a> {
     pub accept: Option<&'a str>,
     pub origin_headers: OriginHeaders<'a>,
     pub preflight_headers: Option<&'a str>,
+    /// `If-None-Match` / `If-Modified-Since`.
+    pub preconditions: Preconditions<'a>,
 }
 
 /// The reply plus the labels it is counted under.
@@ -56,6 +64,10 @@ pub struct Gateway {
     info_options: InfoOptions,
     /// The ID archive; `None` when `gateway.redirects` is absent (no lookup at all).
     redirects: Option<Arc<RedirectLookup>>,
+    /// The access-master cache; `None` when iipsrv reads masters from its own filesystem.
+    masters: Option<Arc<Masters>>,
+    /// The derivative cache; `None` when `gateway.cache` is absent.
+    derivatives: Option<Arc<DerivativeCache>>,
     pub pool: Arc<BackendPool>,
     pub metrics: Arc<Metrics>,
 }
@@ -82,7 +94,32 @@ impl Gateway {
             link_headers: true,
             rights: config.rights.clone(),
         };
+        let layout = config
+            .cache
+            .as_ref()
+            .map(|cache| CacheLayout::new(cache.root.clone()));
+        let masters = config
+            .masters
+            .clone()
+            .zip(config.cache.clone())
+            .map(|(masters, cache)| {
+                Arc::new(Masters::new(cache, masters, metrics.registry().clone()))
+            });
+        let derivatives = layout.zip(config.derivatives.clone()).map(|(layout, policy)| {
+            let touch_interval = config
+                .cache
+                .as_ref()
+                .map_or(300, |cache| cache.touch_interval_s);
+            DerivativeCache::new(
+                layout,
+                policy,
+                AccessStamps::new(Duration::from_secs(touch_interval)),
+                metrics.registry(),
+            )
+        });
         Gateway {
+            masters,
+            derivatives,
             origin: PublicOrigin::new(
                 config.public_base_url.clone(),
                 config.trusted_proxies.clone(),
@@ -152,17 +189,40 @@ impl Gateway {
             Route::Base { identifier } => ("base", Ok(self.base_redirect(&base, &identifier))),
             Route::Info { identifier } => (
                 "info",
-                self.info(version, &identifier, &base, request.accept).await,
+                self.info(version, &identifier, &base, request).await,
             ),
             Route::Image {
                 identifier,
-                request,
+                request: image_request,
             } => (
                 "image",
-                self.image(version, &identifier, &request, &base).await,
+                self.image(version, &identifier, &image_request, &base, request)
+                    .await,
             ),
         };
         (Some(version), kind, result)
+    }
+
+    /// Removes everything cached about one image: its derivatives, its master copy (when masters
+    /// come from S3) and its facts. The next request fetches and renders afresh.
+    ///
+    /// # Errors
+    /// A file that exists but cannot be removed.
+    pub async fn purge(&self, identifier: &str) -> std::io::Result<PurgeOutcome> {
+        let derivatives = match &self.derivatives {
+            Some(cache) => cache.purge(identifier).await?,
+            None => Removed::default(),
+        };
+        let master = match &self.masters {
+            Some(masters) => Some(masters.purge(identifier).await?),
+            None => None,
+        };
+        Ok(PurgeOutcome {
+            identifier: identifier.to_owned(),
+            derivatives,
+            master,
+            facts: self.facts.invalidate_image(identifier),
+        })
     }
 
     /// The lookup of the ID archive, for the background work that keeps it fresh.
@@ -236,11 +296,79 @@ impl Gateway {
         Reply::redirect(303, location, &self.config.cache_control.redirect)
     }
 
-    async fn record(&self, identifier: &Identifier) -> Result<Arc<ImageRecord>, Failure> {
+    /// Where iipsrv reads `identifier` from, which copy of the master that is, and the image's
+    /// facts for that copy.
+    async fn source(&self, identifier: &Identifier) -> Result<ImageSource, Failure> {
+        let name = identifier.decoded();
+        let Some(masters) = &self.masters else {
+            let file = ImageFile::from_identifier(identifier);
+            let record = self.record(name, &file).await?;
+            // Without a master cache, iipsrv's Last-Modified (the file's mtime) is the version.
+            let version = record.last_modified.clone().unwrap_or_default();
+            let last_modified = record
+                .last_modified
+                .as_deref()
+                .and_then(|text| httpdate::parse_http_date(text).ok());
+            return Ok(ImageSource {
+                file,
+                version,
+                last_modified,
+                record,
+            });
+        };
+        let master = masters.ensure(name).await?;
+        if master.replaced {
+            self.forget_derived(name).await;
+        }
+        let file = ImageFile::cached_master(&master.fif);
+        // Facts belong to one copy of the master: a replaced master gets its own entry.
+        let record = self
+            .record(&format!("{name}\0{}", master.version), &file)
+            .await?;
+        Ok(ImageSource {
+            file,
+            version: master.version,
+            last_modified: Some(master.last_modified),
+            record,
+        })
+    }
+
+    /// Runs `work` on the image's source; if iipsrv cannot find a cached master (prune or purge
+    /// removed it mid-flight), fetches the master again and retries once.
+    async fn with_source<T, F, Fut>(&self, identifier: &Identifier, work: F) -> Result<T, Failure>
+    where
+        F: Fn(ImageSource) -> Fut,
+        Fut: std::future::Future<Output = Result<T, Failure>>,
+    {
+        let source = self.source(identifier).await?;
+        let Some(masters) = &self.masters else {
+            return work(source).await;
+        };
+        let name = identifier.decoded();
+        match work(source).await {
+            Err(failure) if failure.status == 404 && masters.is_missing(name) => {
+                log::info!("master of {name:?} vanished while in use; fetching it again");
+                masters.refetch(name).await?;
+                work(self.source(identifier).await?).await
+            }
+            result => result,
+        }
+    }
+
+    /// Drops what was derived from an older copy of a master.
+    async fn forget_derived(&self, name: &str) {
+        if let Some(derivatives) = &self.derivatives {
+            if let Err(e) = derivatives.purge(name).await {
+                log::warn!("could not remove the old derivatives of {name:?}: {e}");
+            }
+        }
+    }
+
+    async fn record(&self, key: &str, file: &ImageFile) -> Result<Arc<ImageRecord>, Failure> {
         let (record, lookup) = self
             .facts
-            .get(identifier.decoded(), || async {
-                let fetched = self.iipsrv.info(identifier).await?;
+            .get(key, || async {
+                let fetched = self.iipsrv.info(file).await?;
                 Ok(ImageRecord {
                     facts: fetched.info.facts(),
                     info: fetched.info,
@@ -261,64 +389,121 @@ impl Gateway {
         version: Version,
         identifier: &Identifier,
         base: &str,
-        accept: Option<&str>,
+        request: &Incoming<'_>,
     ) -> Result<Reply, Failure> {
-        let record = self.record(identifier).await?;
+        let source = self.source(identifier).await?;
         let id = format!("{base}/{}", identifier.public_encoded());
         let document = match version {
-            Version::V3 => iiif::info_v3(&record.info, &id, &self.info_options),
-            Version::V2 => iiif::info_v2(&record.info, &id, &self.info_options),
+            Version::V3 => iiif::info_v3(&source.record.info, &id, &self.info_options),
+            Version::V2 => iiif::info_v2(&source.record.info, &id, &self.info_options),
         };
         let body = serde_json::to_vec_pretty(&document)
             .map_err(|e| Failure::new(500, format!("info.json encoding failed: {e}")))?;
-        let reply = Reply::with_body(200, iiif::info_content_type(version, accept), body)
+        let validators = Validators {
+            etag: body_etag(&body),
+            last_modified: source.last_modified,
+        };
+        let reply = if request.preconditions.not_modified(&validators) {
+            Reply::new(304)
+        } else {
+            Reply::with_body(
+                200,
+                iiif::info_content_type(version, request.accept),
+                body,
+            )
+        };
+        Ok(with_validators(reply, &validators)
             .header("Vary", "Accept")
             .header("Link", iiif::profile_link_header(version))
-            .header("Cache-Control", self.config.cache_control.info.clone());
-        Ok(with_last_modified(reply, &record))
+            .header("Cache-Control", self.config.cache_control.info.clone()))
     }
 
     async fn image(
         &self,
         version: Version,
         identifier: &Identifier,
-        request: &ImageRequest,
+        image_request: &ImageRequest,
         base: &str,
+        request: &Incoming<'_>,
     ) -> Result<Reply, Failure> {
-        let record = self.record(identifier).await?;
-        let plan = iiif::plan(
-            version,
-            request,
-            &record.facts,
-            &self.info_options.limits,
-            &self.caps,
-        )?;
-        let jpeg = self.backend_pixels(identifier, &plan).await?;
-        let body = if plan.post.is_passthrough() {
-            jpeg
-        } else {
-            self.render(jpeg, &plan).await?
+        self.with_source(identifier, |source| async move {
+            let plan = iiif::plan(
+                version,
+                image_request,
+                &source.record.facts,
+                &self.info_options.limits,
+                &self.caps,
+            )?;
+            let key = DerivativeKey::new(
+                identifier.decoded(),
+                &source.version,
+                &plan,
+                self.config.jpeg_quality,
+            );
+            let validators = Validators {
+                etag: key.etag.clone(),
+                last_modified: source.last_modified,
+            };
+            let canonical = format!(
+                "<{base}/{}/{}>;rel=\"canonical\"",
+                identifier.public_encoded(),
+                iiif::canonical_path(version, &plan, &source.record.facts)
+            );
+            let reply = if request.preconditions.not_modified(&validators) {
+                Reply::new(304)
+            } else {
+                let body = self.pixels(identifier, &source, &plan, &key).await?;
+                Reply::with_body(200, plan.format.mime(), body)
+            };
+            Ok(with_validators(reply, &validators)
+                .header(
+                    "Link",
+                    format!("{}, {canonical}", iiif::profile_link_header(version)),
+                )
+                .header("Cache-Control", self.config.cache_control.image.clone()))
+        })
+        .await
+    }
+
+    /// The plan's output: from the derivative cache, or rendered (and cached when its size class
+    /// is kept).
+    async fn pixels(
+        &self,
+        identifier: &Identifier,
+        source: &ImageSource,
+        plan: &Plan,
+        key: &DerivativeKey,
+    ) -> Result<Bytes, Failure> {
+        let render = || async {
+            let jpeg = self.backend_pixels(identifier, &source.file, plan).await?;
+            if plan.post.is_passthrough() {
+                Ok(jpeg)
+            } else {
+                self.render(jpeg, plan).await
+            }
         };
-        let canonical = format!(
-            "<{base}/{}/{}>;rel=\"canonical\"",
-            identifier.public_encoded(),
-            iiif::canonical_path(version, &plan, &record.facts)
-        );
-        let reply = Reply::with_body(200, plan.format.mime(), body)
-            .header(
-                "Link",
-                format!("{}, {canonical}", iiif::profile_link_header(version)),
-            )
-            .header("Cache-Control", self.config.cache_control.image.clone());
-        Ok(with_last_modified(reply, &record))
+        match &self.derivatives {
+            Some(cache) => {
+                let (body, _) = cache
+                    .get_or_render(identifier.decoded(), key, cache.admits(plan), render)
+                    .await?;
+                Ok(body)
+            }
+            None => render().await,
+        }
     }
 
     /// Asks iipsrv for the plan's pixels and checks it delivered the size it was asked for.
     ///
     /// The plan always asks for an exact `w,h`, which iipsrv gets right; a JPEG of another size
     /// is counted and logged as an iipsrv fault, and passed on as it is.
-    async fn backend_pixels(&self, identifier: &Identifier, plan: &Plan) -> Result<Bytes, Failure> {
-        let fetched = self.iipsrv.image(identifier, &plan.backend).await?;
+    async fn backend_pixels(
+        &self,
+        identifier: &Identifier,
+        file: &ImageFile,
+        plan: &Plan,
+    ) -> Result<Bytes, Failure> {
+        let fetched = self.iipsrv.image(file, &plan.backend).await?;
         let expected = plan.backend_output_size();
         let actual = render::jpeg_dimensions(&fetched.jpeg);
         if actual != Some(expected) {
@@ -359,9 +544,39 @@ fn version_label(version: Version) -> &'static str {
     }
 }
 
-fn with_last_modified(reply: Reply, record: &ImageRecord) -> Reply {
-    match &record.last_modified {
-        Some(value) => reply.header("Last-Modified", value.clone()),
+/// What [`Gateway::purge`] removed.
+#[derive(Debug)]
+pub struct PurgeOutcome {
+    pub identifier: String,
+    pub derivatives: Removed,
+    /// `None` when masters are not fetched from S3 (iipsrv's own files are never removed).
+    pub master: Option<Removed>,
+    /// Entries of image facts dropped from memory.
+    pub facts: usize,
+}
+
+impl PurgeOutcome {
+    /// Whether anything at all was cached about the image.
+    pub fn removed_anything(&self) -> bool {
+        self.derivatives.bytes > 0
+            || self.master.is_some_and(|m| m.bytes > 0)
+            || self.facts > 0
+    }
+}
+
+/// An image's file for iipsrv, the version of its master and the facts of that version.
+struct ImageSource {
+    file: ImageFile,
+    /// Changes whenever the master is replaced; part of every derivative's key and entity tag.
+    version: String,
+    last_modified: Option<SystemTime>,
+    record: Arc<ImageRecord>,
+}
+
+fn with_validators(reply: Reply, validators: &Validators) -> Reply {
+    let reply = reply.header("ETag", validators.etag.clone());
+    match validators.last_modified {
+        Some(time) => reply.header("Last-Modified", httpdate::fmt_http_date(time)),
         None => reply,
     }
 }

@@ -26,6 +26,29 @@ const BACKEND_REQUEST_URI: &str = "/fcgi-bin/iipsrv.fcgi";
 /// its output parseable; the gateway writes the real public id itself.
 const PLACEHOLDER_ID: &str = "urn:iiif-gateway:backend";
 
+/// The file iipsrv reads for one image, encoded for its `QUERY_STRING`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ImageFile {
+    encoded: String,
+}
+
+impl ImageFile {
+    /// The identifier itself, below iipsrv's own `FILESYSTEM_PREFIX` (no master cache).
+    pub fn from_identifier(identifier: &Identifier) -> Self {
+        ImageFile {
+            encoded: identifier.backend_encoded(),
+        }
+    }
+
+    /// A master copied into the cache, by its path relative to the cache root (which is then
+    /// iipsrv's `FILESYSTEM_PREFIX`).
+    pub fn cached_master(relative_path: &str) -> Self {
+        ImageFile {
+            encoded: iiif::encode_backend_file(relative_path),
+        }
+    }
+}
+
 /// The pixels of one backend request.
 #[derive(Debug, Clone)]
 pub struct FetchedImage {
@@ -55,8 +78,8 @@ impl Iipsrv {
     ///
     /// # Errors
     /// 404 when iipsrv cannot open the identifier as an image, 5xx when iipsrv fails.
-    pub async fn info(&self, identifier: &Identifier) -> Result<FetchedInfo, Failure> {
-        let query = format!("IIIF={}/info.json", identifier.backend_encoded());
+    pub async fn info(&self, file: &ImageFile) -> Result<FetchedInfo, Failure> {
+        let query = format!("IIIF={}/info.json", file.encoded);
         let response = self.execute("info", &query).await?;
         match response.status {
             200 => {}
@@ -65,8 +88,8 @@ impl Iipsrv {
             400 | 404 => {
                 self.outcome("not_found");
                 log::info!(
-                    "iipsrv has no image for {:?}: {}",
-                    identifier.decoded(),
+                    "iipsrv has no image at {}: {}",
+                    file.encoded,
                     excerpt(&response.body)
                 );
                 return Err(Failure::new(404, "no image with this identifier"));
@@ -91,10 +114,10 @@ impl Iipsrv {
     /// 404 when the image vanished, 502/503/504 when iipsrv fails, is busy or is slow.
     pub async fn image(
         &self,
-        identifier: &Identifier,
+        file: &ImageFile,
         request: &BackendRequest,
     ) -> Result<FetchedImage, Failure> {
-        let query = iiif::backend_query(identifier, request);
+        let query = iiif::backend_query(&file.encoded, request);
         let response = self.execute("image", &query).await?;
         match response.status {
             200 if response.body.starts_with(&[0xFF, 0xD8]) => {

@@ -14,6 +14,8 @@ use std::time::Duration;
 use ipnet::IpNet;
 use serde::Deserialize;
 
+use crate::derivatives::DerivativePolicy;
+
 /// The whole configuration file as the gateway sees it.
 #[derive(Debug, Deserialize)]
 struct RawFile {
@@ -52,6 +54,35 @@ pub struct RawGatewayConfig {
     pub redirects: Option<RawRedirects>,
     #[serde(default)]
     pub admin: RawAdmin,
+    /// The cache mount (masters from S3, derivatives): see `docs/masters.md`. Absent: no
+    /// derivative cache and no S3.
+    #[serde(default)]
+    pub cache: Option<lazyfetch::CacheConfig>,
+    /// Access masters in S3, copied onto the cache mount on first use. Absent: iipsrv reads the
+    /// identifiers from its own `FILESYSTEM_PREFIX`.
+    #[serde(default)]
+    pub masters: Option<lazyfetch::MastersConfig>,
+    #[serde(default)]
+    pub derivatives: RawDerivatives,
+}
+
+/// `gateway.derivatives`: which rendered images the cache keeps.
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RawDerivatives {
+    /// Keep derivatives on the cache mount (needs `gateway.cache`).
+    #[serde(default = "defaults::yes")]
+    pub enabled: bool,
+    /// Outputs up to this many pixels are kept (default 1024 x 1024: tiles and thumbnails);
+    /// larger renders are served but not kept.
+    #[serde(default = "defaults::max_cached_output_pixels")]
+    pub max_output_pixels: u64,
+}
+
+impl Default for RawDerivatives {
+    fn default() -> Self {
+        serde_yaml_ng::from_str("{}").expect("defaults of gateway.derivatives")
+    }
 }
 
 /// `gateway.redirects`: where the ID archive lives and how redirects are answered.
@@ -243,6 +274,9 @@ mod defaults {
     pub(super) fn max_response_bytes() -> usize {
         64 << 20
     }
+    pub(super) fn max_cached_output_pixels() -> u64 {
+        1024 * 1024
+    }
     pub(super) fn jpeg_quality() -> u8 {
         90
     }
@@ -298,6 +332,10 @@ pub struct GatewayConfig {
     pub redirects: Option<RedirectsConfig>,
     /// The admin API's bearer token; without one the admin API answers 403 to every call.
     pub admin_token: Option<String>,
+    pub cache: Option<lazyfetch::CacheConfig>,
+    pub masters: Option<lazyfetch::MastersConfig>,
+    /// `None` when there is no cache mount or the derivative cache is disabled.
+    pub derivatives: Option<DerivativePolicy>,
 }
 
 /// The ID archive settings.
@@ -562,6 +600,21 @@ impl RawGatewayConfig {
             }
         }
 
+        if self.masters.is_some() && self.cache.is_none() {
+            problems.push("gateway.masters needs gateway.cache (the mount the masters are copied to)".into());
+        }
+        if let Err(errors) = self.cache.as_ref().map_or(Ok(()), |c| c.validate()) {
+            problems.extend(errors.0.iter().map(ToString::to_string));
+        }
+        if let Err(errors) = self.masters.as_ref().map_or(Ok(()), |m| m.validate()) {
+            problems.extend(errors.0.iter().map(ToString::to_string));
+        }
+        let derivatives = (self.cache.is_some() && self.derivatives.enabled).then(|| {
+            DerivativePolicy {
+                max_output_pixels: self.derivatives.max_output_pixels,
+            }
+        });
+
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
@@ -602,6 +655,9 @@ impl RawGatewayConfig {
             },
             redirects,
             admin_token,
+            cache: self.cache,
+            masters: self.masters,
+            derivatives,
         })
     }
 }

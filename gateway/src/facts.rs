@@ -103,6 +103,19 @@ impl FactsCache {
             .remove(identifier);
     }
 
+    /// Drops the facts of every copy of `identifier`'s master (keys `identifier` and
+    /// `identifier\0version`); returns how many entries went. Scans the map: for purges, not for
+    /// the request path.
+    pub fn invalidate_image(&self, identifier: &str) -> usize {
+        let mut entries = self.entries.lock().expect("facts cache lock");
+        let before = entries.len();
+        entries.retain(|key, _| {
+            key.strip_prefix(identifier)
+                .is_none_or(|rest| !(rest.is_empty() || rest.starts_with('\0')))
+        });
+        before - entries.len()
+    }
+
     /// Number of identifiers held.
     pub fn len(&self) -> usize {
         self.entries.lock().expect("facts cache lock").len()
@@ -252,6 +265,20 @@ mod tests {
             .await
             .unwrap();
         assert_eq!(record.facts.width, 30);
+    }
+
+    #[tokio::test]
+    async fn purging_an_image_drops_every_copy_and_no_other_image() {
+        let cache = FactsCache::new(Duration::from_secs(60), 100);
+        for key in ["a", "a\0v1", "a\0v2", "ab", "ab\0v1", "b"] {
+            cache
+                .get(key, || async { Ok(sample_record(10)) })
+                .await
+                .unwrap();
+        }
+        assert_eq!(cache.invalidate_image("a"), 3);
+        assert_eq!(cache.len(), 3);
+        assert_eq!(cache.invalidate_image("a"), 0);
     }
 
     #[tokio::test]

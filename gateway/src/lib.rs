@@ -4,7 +4,10 @@
 //! - [`routes`]: which endpoint a path names (versioned, unversioned, unknown);
 //! - the pure IIIF core, crate [`iiif`]: parsing, planning, canonical forms, info.json;
 //! - [`app`]: the request logic, free of Pingora types; [`reply`] is its response value;
+//! - [`masters`]: the access masters, fetched from S3 onto the cache mount by `lazyfetch`;
 //! - [`facts`]: image facts per identifier, in memory, fetched once;
+//! - [`conditional`] and [`derivatives`]: 304 revalidation and the on-disk derivative cache,
+//!   with [`single_flight`] so that identical concurrent misses render once;
 //! - [`backend`]: iipsrv as the gateway asks it, over the [`fcgi`] pool;
 //! - [`render`]: what iipsrv 1.1 cannot do (PNG, GIF, WebP, TIFF, arbitrary rotation);
 //! - [`public_url`]: the public origin of ids and links;
@@ -14,9 +17,13 @@
 pub mod admin;
 pub mod app;
 pub mod backend;
+pub mod conditional;
 pub mod config;
+pub mod derivatives;
 pub mod facts;
 pub mod fcgi;
+pub mod images_api;
+pub mod masters;
 pub mod metrics;
 pub mod public_url;
 pub mod redirects;
@@ -24,3 +31,4 @@ pub mod render;
 pub mod reply;
 pub mod routes;
 pub mod service;
+pub mod single_flight;

@@ -194,6 +194,12 @@ impl Metrics {
         }
     }
 
+    /// The registry, for modules that register their own metrics (the master and derivative
+    /// caches).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     /// The text exposition format of every metric.
     pub fn render(&self) -> Vec<u8> {
         let mut buffer = Vec::new();

@@ -12,6 +12,7 @@ use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
 
 use crate::app::{Gateway, Incoming};
+use crate::conditional::Preconditions;
 use crate::public_url::OriginHeaders;
 use crate::reply::Reply;
 
@@ -84,6 +85,10 @@ impl ProxyHttp for PublicService {
                     forwarded_prefix: text("x-forwarded-prefix"),
                 },
                 preflight_headers: text("access-control-request-headers"),
+                preconditions: Preconditions {
+                    if_none_match: text("if-none-match"),
+                    if_modified_since: text("if-modified-since"),
+                },
             };
             self.gateway.handle(&incoming).await
         };
@@ -151,13 +156,17 @@ impl ProxyHttp for PublicService {
 }
 
 /// Writes a complete reply. The length is always declared: a body without `Content-Length` or
-/// chunking would be close-delimited and hang keep-alive clients.
+/// chunking would be close-delimited and hang keep-alive clients. A 304 has no body by
+/// definition and must not claim a length of 0 (that would describe the resource, RFC 9110
+/// §8.6), so it gets none.
 async fn write_reply(session: &mut Session, reply: Reply, head_only: bool) -> Result<()> {
     let mut header = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
     for (name, value) in reply.headers {
         header.append_header(name, value)?;
     }
-    header.insert_header("Content-Length", reply.body.len().to_string())?;
+    if reply.status != 304 {
+        header.insert_header("Content-Length", reply.body.len().to_string())?;
+    }
     let no_body = head_only || reply.body.is_empty();
     session
         .write_response_header(Box::new(header), no_body)

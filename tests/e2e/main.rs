@@ -6,6 +6,7 @@
 mod support;
 
 mod api;
+mod caching;
 mod redirects;
 mod redirects_admin;
 mod robustness;

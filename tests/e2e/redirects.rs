@@ -7,7 +7,9 @@
 
 use std::time::{Duration, Instant};
 
-use crate::support::{client, image_size, Redis, RedisReply, Stack, StackOptions};
+use crate::support::{
+    client, image_size, metric_line, metrics, Redis, RedisReply, Stack, StackOptions,
+};
 
 const PREFIX: &str = "iiif:";
 const CHANNEL: &str = "iiif:invalidate";
@@ -90,23 +92,6 @@ async fn assert_redirect(stack: &Stack, path: &str, status: u16, location_path: 
 async fn assert_served_at(location: &str) {
     let response = client().get(location).send().await.unwrap();
     assert_eq!(response.status(), 200, "{location}");
-}
-
-fn metric_line(text: &str, name_and_labels: &str) -> f64 {
-    text.lines()
-        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
-        .unwrap_or_else(|| panic!("{name_and_labels} missing in\n{text}"))
-}
-
-async fn metrics(stack: &Stack) -> String {
-    client()
-        .get(stack.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap()
 }
 
 #[tokio::test]

@@ -138,6 +138,7 @@ impl Drop for Iipsrv {
 #[derive(Clone)]
 pub struct StackOptions {
     pub iipsrv_processes: usize,
+    /// Appended under `gateway:`; `@SCRATCH@` becomes the stack's scratch directory.
     pub extra_gateway_yaml: String,
     pub public_base_url: Option<String>,
 }
@@ -192,7 +193,9 @@ impl Stack {
              \x20   queue_timeout_ms: 10000\n{extra}",
             scratch = scratch.display(),
             addresses = addresses.join(", "),
-            extra = options.extra_gateway_yaml,
+            extra = options
+                .extra_gateway_yaml
+                .replace("@SCRATCH@", &scratch.display().to_string()),
         );
         let config_path = scratch.join("gateway.yaml");
         std::fs::write(&config_path, config).unwrap();
@@ -272,6 +275,38 @@ pub fn client() -> reqwest::Client {
         .timeout(Duration::from_secs(30))
         .build()
         .unwrap()
+}
+
+/// The value of one sample in a Prometheus exposition, by its name and labels as written.
+pub fn metric_line(text: &str, name_and_labels: &str) -> f64 {
+    text.lines()
+        .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
+        .unwrap_or_else(|| panic!("{name_and_labels} missing in\n{text}"))
+}
+
+/// The gateway's metrics, as Prometheus scrapes them.
+pub async fn metrics(stack: &Stack) -> String {
+    client()
+        .get(stack.admin_url("/metrics"))
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap()
+}
+
+/// How many image requests reached iipsrv (the FastCGI exchanges of kind `image`).
+pub async fn iipsrv_image_requests(stack: &Stack) -> u64 {
+    let text = metrics(stack).await;
+    text.lines()
+        .find_map(|line| {
+            line.strip_prefix("iiif_gateway_backend_duration_seconds_count{kind=\"image\"}")?
+                .trim()
+                .parse()
+                .ok()
+        })
+        .unwrap_or(0)
 }
 
 /// Decodes an image body and returns its pixel size.

@@ -7,7 +7,6 @@
 //! off by one about 17% of the time.
 
 use crate::geometry::PixelRect;
-use crate::identifier::Identifier;
 use crate::quality::Quality;
 use crate::rotation::Rotation;
 
@@ -41,14 +40,16 @@ impl BackendRequest {
     }
 }
 
-/// The FastCGI `QUERY_STRING` for iipsrv: `IIIF=` + the identifier encoded for iipsrv + `/` + the path.
-pub fn backend_query(identifier: &Identifier, backend: &BackendRequest) -> String {
-    format!("IIIF={}/{}", identifier.backend_encoded(), backend.path())
+/// The FastCGI `QUERY_STRING` for iipsrv: `IIIF=` + the image file, already encoded for iipsrv
+/// (see [`crate::identifier::encode_backend_file`]), + `/` + the path.
+pub fn backend_query(encoded_file: &str, backend: &BackendRequest) -> String {
+    format!("IIIF={encoded_file}/{}", backend.path())
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::identifier::Identifier;
 
     #[test]
     fn paths() {
@@ -103,7 +104,7 @@ mod tests {
             quality: Quality::Color,
         };
         assert_eq!(
-            backend_query(&identifier, &request),
+            backend_query(&identifier.backend_encoded(), &request),
             "IIIF=sub%2Fa%26b%2Bc.tif/0,0,1,1/1,1/270/color.jpg"
         );
     }

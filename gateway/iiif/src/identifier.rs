@@ -95,7 +95,7 @@ impl Identifier {
 
     /// The identifier encoded for iipsrv's `QUERY_STRING`: everything except `[A-Za-z0-9._~-]` is percent-encoded.
     pub fn backend_encoded(&self) -> String {
-        utf8_percent_encode(&self.decoded, BACKEND_ENCODE_SET).to_string()
+        encode_backend_file(&self.decoded)
     }
 
     /// The form used to build public `id`s, `@id`s and `Location` headers.
@@ -104,6 +104,12 @@ impl Identifier {
     pub fn public_encoded(&self) -> String {
         self.raw.clone()
     }
+}
+
+/// A file name below iipsrv's `FILESYSTEM_PREFIX`, encoded for iipsrv's `QUERY_STRING`: everything
+/// except `[A-Za-z0-9._~-]` is percent-encoded (so `/` becomes `%2F`, which iipsrv decodes).
+pub fn encode_backend_file(name: &str) -> String {
+    utf8_percent_encode(name, BACKEND_ENCODE_SET).to_string()
 }
 
 /// True when every `%` in `text` starts a `%XX` escape with two hex digits.

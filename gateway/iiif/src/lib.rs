@@ -81,7 +81,7 @@ pub use capabilities::Capabilities;
 pub use error::IiifError;
 pub use format::Format;
 pub use geometry::PixelRect;
-pub use identifier::Identifier;
+pub use identifier::{encode_backend_file, Identifier};
 pub use info::{info_v2, info_v3, InfoOptions};
 pub use limits::{ConfinedUpscale, EffectiveLimits, ImageFacts, Limits};
 pub use negotiate::{

@@ -52,7 +52,7 @@ pub struct AdminResponse {
 }
 
 impl AdminResponse {
-    fn json(status: u16, value: &Value) -> AdminResponse {
+    pub fn json(status: u16, value: &Value) -> AdminResponse {
         let mut body = serde_json::to_vec_pretty(value).expect("JSON values serialize");
         body.push(b'\n');
         AdminResponse {
@@ -63,11 +63,11 @@ impl AdminResponse {
         }
     }
 
-    fn error(status: u16, message: impl std::fmt::Display) -> AdminResponse {
+    pub fn error(status: u16, message: impl std::fmt::Display) -> AdminResponse {
         AdminResponse::json(status, &json!({ "error": message.to_string() }))
     }
 
-    fn with_header(mut self, name: &'static str, value: impl Into<String>) -> AdminResponse {
+    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> AdminResponse {
         self.headers.push((name, value.into()));
         self
     }
@@ -98,6 +98,28 @@ pub fn refuse_early(
     path_and_query: &str,
     authorization: Option<&str>,
 ) -> Option<AdminResponse> {
+    if let Some(refusal) = refuse_unauthenticated(token, authorization) {
+        return Some(refusal);
+    }
+    let path = path_and_query.split('?').next().unwrap_or("");
+    if !handles(path) {
+        return Some(AdminResponse::error(404, "not found"));
+    }
+    if !store_configured {
+        return Some(AdminResponse::error(
+            404,
+            "redirects are not configured on this gateway (gateway.redirects)",
+        ));
+    }
+    None
+}
+
+/// The refusal of a call without the right bearer token (403 while no token is configured, 401
+/// otherwise); `None` when the call is authenticated. Every admin API checks this first.
+pub fn refuse_unauthenticated(
+    token: Option<&str>,
+    authorization: Option<&str>,
+) -> Option<AdminResponse> {
     let Some(token) = token.filter(|t| !t.is_empty()) else {
         return Some(AdminResponse::error(
             403,
@@ -109,16 +131,6 @@ pub fn refuse_early(
             AdminResponse::error(401, "missing or wrong bearer token")
                 .with_header("WWW-Authenticate", "Bearer realm=\"iiif-gateway admin\""),
         );
-    }
-    let path = path_and_query.split('?').next().unwrap_or("");
-    if !handles(path) {
-        return Some(AdminResponse::error(404, "not found"));
-    }
-    if !store_configured {
-        return Some(AdminResponse::error(
-            404,
-            "redirects are not configured on this gateway (gateway.redirects)",
-        ));
     }
     None
 }

@@ -1,0 +1,187 @@
+//! The derivative cache: each derivative rendered once, kept on disk, served without iipsrv.
+//!
+//! Entries are keyed by what the pixels are ([`key::DerivativeKey`]), grouped per image in the
+//! directory the shared cache layout gives (so purge and prune remove an image's derivatives
+//! together with its master), and written by atomic rename off the response path. Concurrent
+//! misses for one derivative run one render ([`SingleFlight`]). Disk problems only stop
+//! caching: a failed read is a miss, a failed write is counted and logged, never a failed
+//! request.
+
+pub mod files;
+pub mod key;
+mod metrics;
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::Arc;
+
+use bytes::Bytes;
+use iiif::Plan;
+use lazyfetch::layout::CacheLayout;
+use lazyfetch::AccessStamps;
+use prometheus::Registry;
+
+pub use key::{body_etag, DerivativeKey};
+pub use metrics::DerivativeMetrics;
+
+use crate::reply::Failure;
+use crate::single_flight::{Role, SingleFlight};
+
+/// Which derivatives are worth keeping.
+#[derive(Debug, Clone)]
+pub struct DerivativePolicy {
+    /// Outputs up to this many pixels are cached (tiles and thumbnails); larger renders are
+    /// served but not kept.
+    pub max_output_pixels: u64,
+}
+
+/// The on-disk cache of rendered images.
+pub struct DerivativeCache {
+    layout: CacheLayout,
+    policy: DerivativePolicy,
+    renders: SingleFlight<Result<Bytes, Failure>>,
+    stamps: AccessStamps,
+    metrics: DerivativeMetrics,
+    /// Set after the first "disk full", so the log says it once per episode, not per request.
+    disk_full: AtomicBool,
+}
+
+/// Where a response body came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Source {
+    Cache,
+    Rendered,
+}
+
+impl DerivativeCache {
+    pub fn new(
+        layout: CacheLayout,
+        policy: DerivativePolicy,
+        stamps: AccessStamps,
+        registry: &Registry,
+    ) -> Arc<Self> {
+        Arc::new(DerivativeCache {
+            layout,
+            policy,
+            renders: SingleFlight::default(),
+            stamps,
+            metrics: DerivativeMetrics::register(registry),
+            disk_full: AtomicBool::new(false),
+        })
+    }
+
+    /// Whether `plan`'s output belongs to a size class the cache keeps.
+    pub fn admits(&self, plan: &Plan) -> bool {
+        let (w, h) = plan.output;
+        u64::from(w) * u64::from(h) <= self.policy.max_output_pixels
+    }
+
+    /// The derivative from disk, or from `render` (run once however many identical requests
+    /// arrive together) and then stored in the background when its size class is cached.
+    ///
+    /// # Errors
+    /// The failure of `render`, shared by every request that waited for it.
+    pub async fn get_or_render<F, Fut>(
+        self: &Arc<Self>,
+        identifier: &str,
+        key: &DerivativeKey,
+        cacheable: bool,
+        render: F,
+    ) -> Result<(Bytes, Source), Failure>
+    where
+        F: FnOnce() -> Fut,
+        Fut: std::future::Future<Output = Result<Bytes, Failure>>,
+    {
+        let dir = self.layout.derivatives_dir(identifier);
+        if cacheable {
+            if let Some(bytes) = self.read(&dir, &key.file_name).await {
+                self.metrics.lookups.with_label_values(&["hit"]).inc();
+                self.metrics.served_bytes.inc_by(bytes.len() as u64);
+                self.stamps.touch(&dir.join(files::ACCESS_FILE));
+                return Ok((bytes, Source::Cache));
+            }
+        }
+        let result = if cacheable { "miss" } else { "bypass" };
+        self.metrics.lookups.with_label_values(&[result]).inc();
+        let flight = format!("{}/{}", dir.display(), key.file_name);
+        let (rendered, role) = self.renders.run(&flight, render).await;
+        let bytes = rendered?;
+        match role {
+            Role::Leader if cacheable => self.store_in_background(dir, identifier, key, &bytes),
+            Role::Leader => {}
+            Role::Follower => self.metrics.coalesced.inc(),
+        }
+        Ok((bytes, Source::Rendered))
+    }
+
+    /// Removes every derivative of `identifier`.
+    ///
+    /// # Errors
+    /// When the directory exists but cannot be removed.
+    pub async fn purge(&self, identifier: &str) -> std::io::Result<files::Removed> {
+        let dir = self.layout.derivatives_dir(identifier);
+        let removed = tokio::task::spawn_blocking(move || files::remove_all(&dir))
+            .await
+            .map_err(std::io::Error::other)??;
+        if removed.bytes > 0 {
+            self.metrics.evictions.inc();
+            self.metrics.evicted_bytes.inc_by(removed.bytes);
+        }
+        Ok(removed)
+    }
+
+    async fn read(&self, dir: &Path, name: &str) -> Option<Bytes> {
+        let (dir, name) = (dir.to_path_buf(), name.to_owned());
+        let read = tokio::task::spawn_blocking(move || {
+            files::read(&dir, &name).map_err(|e| format!("{}: {e}", dir.display()))
+        })
+        .await;
+        match read {
+            Ok(Ok(bytes)) => bytes.map(Bytes::from),
+            Ok(Err(e)) => {
+                log::warn!("derivative cache read failed in {e}");
+                None
+            }
+            Err(e) => {
+                log::error!("derivative cache read task failed: {e}");
+                None
+            }
+        }
+    }
+
+    fn store_in_background(
+        self: &Arc<Self>,
+        dir: PathBuf,
+        identifier: &str,
+        key: &DerivativeKey,
+        bytes: &Bytes,
+    ) {
+        let cache = self.clone();
+        let (identifier, name, bytes) = (identifier.to_owned(), key.file_name.clone(), bytes.clone());
+        tokio::task::spawn_blocking(move || {
+            match files::write(&dir, &identifier, &name, &bytes) {
+                Ok(()) => {
+                    cache.metrics.fills.with_label_values(&["stored"]).inc();
+                    cache.metrics.filled_bytes.inc_by(bytes.len() as u64);
+                    cache.stamps.touch(&dir.join(files::ACCESS_FILE));
+                    if cache.disk_full.swap(false, Ordering::Relaxed) {
+                        log::info!("derivative cache: writing again after a full disk");
+                    }
+                }
+                Err(e) if files::is_disk_full(&e) => {
+                    cache.metrics.fills.with_label_values(&["disk_full"]).inc();
+                    if !cache.disk_full.swap(true, Ordering::Relaxed) {
+                        log::error!(
+                            "derivative cache: disk full under {}; serving without caching until space is freed (run lazyfetch prune)",
+                            cache.layout.root().display()
+                        );
+                    }
+                }
+                Err(e) => {
+                    cache.metrics.fills.with_label_values(&["failed"]).inc();
+                    log::warn!("derivative cache: storing in {} failed: {e}", dir.display());
+                }
+            }
+        });
+    }
+}
