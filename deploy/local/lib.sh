@@ -282,3 +282,37 @@ dump_logs() {
         tail -n "${DUMP_LINES:-30}" "$f" >&2
     done
 }
+
+# === load tests (loadtest/run) ===
+
+# raise_open_files N: raises this shell's soft open-file limit to at least N (never lowers it), so
+# that processes started afterwards (load generator, nginx, gateway) inherit it; dies when the
+# hard limit is below N. 1,000 connections need two descriptors each on a proxy, plus spares.
+raise_open_files() {
+    local wanted=$1 soft hard
+    soft=$(ulimit -Sn)
+    hard=$(ulimit -Hn)
+    [[ $soft == unlimited ]] && return 0
+    ((soft >= wanted)) && return 0
+    if [[ $hard != unlimited ]] && ((hard < wanted)); then
+        die "need $wanted open files but the hard limit is $hard (raise it in /etc/security/limits.conf)"
+    fi
+    ulimit -Sn "$wanted" || die "cannot raise the open-file limit to $wanted"
+}
+
+# child_pids PID: the direct children of PID, one per line (nginx's workers of its master).
+child_pids() {
+    ps -o pid= --ppid "$1" 2>/dev/null | tr -d ' ' || true
+}
+
+# iipsrv_restarts LOG_DIR PORT...: how many times the supervisors restarted iipsrv (crashes), from
+# LOG_DIR/iipsrv-PORT.supervise.log.
+iipsrv_restarts() {
+    local log_dir=$1 port total=0 n
+    shift
+    for port in "$@"; do
+        n=$(grep -c 'restart #' "$log_dir/iipsrv-$port.supervise.log" 2>/dev/null || true)
+        total=$((total + ${n:-0}))
+    done
+    echo "$total"
+}

@@ -9,13 +9,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime};
 
 use bytes::Bytes;
-use lazyfetch::layout::CacheLayout;
-use lazyfetch::AccessStamps;
 use iiif::{
     Capabilities, Format, Identifier, ImageRequest, InfoOptions, Plan, Quality, Route, Version,
 };
+use lazyfetch::layout::CacheLayout;
+use lazyfetch::AccessStamps;
 
-use crate::backend::{ImageFile, Iipsrv};
+use crate::backend::{Iipsrv, ImageFile};
 use crate::conditional::{Preconditions, Validators};
 use crate::config::GatewayConfig;
 use crate::derivatives::files::Removed;
@@ -105,18 +105,20 @@ impl Gateway {
             .map(|(masters, cache)| {
                 Arc::new(Masters::new(cache, masters, metrics.registry().clone()))
             });
-        let derivatives = layout.zip(config.derivatives.clone()).map(|(layout, policy)| {
-            let touch_interval = config
-                .cache
-                .as_ref()
-                .map_or(300, |cache| cache.touch_interval_s);
-            DerivativeCache::new(
-                layout,
-                policy,
-                AccessStamps::new(Duration::from_secs(touch_interval)),
-                metrics.registry(),
-            )
-        });
+        let derivatives = layout
+            .zip(config.derivatives.clone())
+            .map(|(layout, policy)| {
+                let touch_interval = config
+                    .cache
+                    .as_ref()
+                    .map_or(300, |cache| cache.touch_interval_s);
+                DerivativeCache::new(
+                    layout,
+                    policy,
+                    AccessStamps::new(Duration::from_secs(touch_interval)),
+                    metrics.registry(),
+                )
+            });
         Gateway {
             masters,
             derivatives,
@@ -406,11 +408,7 @@ impl Gateway {
         let reply = if request.preconditions.not_modified(&validators) {
             Reply::new(304)
         } else {
-            Reply::with_body(
-                200,
-                iiif::info_content_type(version, request.accept),
-                body,
-            )
+            Reply::with_body(200, iiif::info_content_type(version, request.accept), body)
         };
         Ok(with_validators(reply, &validators)
             .header("Vary", "Accept")
@@ -475,7 +473,9 @@ impl Gateway {
         key: &DerivativeKey,
     ) -> Result<Bytes, Failure> {
         let render = || async {
-            let jpeg = self.backend_pixels(identifier, &source.file, plan).await?;
+            let jpeg = self
+                .backend_pixels(identifier, &source.file, plan, &source.record)
+                .await?;
             if plan.post.is_passthrough() {
                 Ok(jpeg)
             } else {
@@ -502,8 +502,12 @@ impl Gateway {
         identifier: &Identifier,
         file: &ImageFile,
         plan: &Plan,
+        record: &ImageRecord,
     ) -> Result<Bytes, Failure> {
-        let fetched = self.iipsrv.image(file, &plan.backend).await?;
+        // The estimated cost picks the admission lane the request waits in.
+        let tile = crate::admission::tile_size(&record.info);
+        let cost = crate::admission::Cost::of_image(plan, &record.facts, tile);
+        let fetched = self.iipsrv.image(file, &plan.backend, cost).await?;
         let expected = plan.backend_output_size();
         let actual = render::jpeg_dimensions(&fetched.jpeg);
         if actual != Some(expected) {
@@ -558,9 +562,7 @@ pub struct PurgeOutcome {
 impl PurgeOutcome {
     /// Whether anything at all was cached about the image.
     pub fn removed_anything(&self) -> bool {
-        self.derivatives.bytes > 0
-            || self.master.is_some_and(|m| m.bytes > 0)
-            || self.facts > 0
+        self.derivatives.bytes > 0 || self.master.is_some_and(|m| m.bytes > 0) || self.facts > 0
     }
 }
 

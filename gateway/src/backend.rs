@@ -13,6 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use iiif::{BackendInfo, BackendRequest, Identifier};
 
+use crate::admission::{Cost, Lane, RejectReason};
 use crate::fcgi::{BackendPool, BackendResponse, FcgiError};
 use crate::metrics::Metrics;
 use crate::reply::Failure;
@@ -70,17 +71,22 @@ pub struct Iipsrv {
 }
 
 impl Iipsrv {
+    /// Speaks to `pool`, recording into `metrics` (the pool's admission lanes included).
     pub fn new(pool: Arc<BackendPool>, metrics: Arc<Metrics>) -> Self {
+        pool.attach_admission_metrics(&metrics.admission);
         Iipsrv { pool, metrics }
     }
 
-    /// Reads an image's size, tiles and pyramid from iipsrv's info.json.
+    /// Reads an image's size, tiles and pyramid from iipsrv's info.json. It costs iipsrv no
+    /// pixels, so it waits in the small lane.
     ///
     /// # Errors
-    /// 404 when iipsrv cannot open the identifier as an image, 5xx when iipsrv fails.
+    /// 404 when iipsrv cannot open the identifier as an image, 503 when the pool is saturated,
+    /// other 5xx when iipsrv fails.
     pub async fn info(&self, file: &ImageFile) -> Result<FetchedInfo, Failure> {
         let query = format!("IIIF={}/info.json", file.encoded);
-        let response = self.execute("info", &query).await?;
+        let lane = self.pool.admission().lane(&Cost::INFO);
+        let response = self.execute("info", &query, lane).await?;
         match response.status {
             200 => {}
             // iipsrv answers 404 for a missing file and 400 for a file that is not a tiled image;
@@ -108,7 +114,8 @@ impl Iipsrv {
         })
     }
 
-    /// Renders the pixels of a planned request (always a JPEG).
+    /// Renders the pixels of a planned request (always a JPEG), waiting in the admission lane
+    /// its estimated `cost` (see [`Cost::of_image`]) puts it in.
     ///
     /// # Errors
     /// 404 when the image vanished, 502/503/504 when iipsrv fails, is busy or is slow.
@@ -116,9 +123,11 @@ impl Iipsrv {
         &self,
         file: &ImageFile,
         request: &BackendRequest,
+        cost: Cost,
     ) -> Result<FetchedImage, Failure> {
         let query = iiif::backend_query(&file.encoded, request);
-        let response = self.execute("image", &query).await?;
+        let lane = self.pool.admission().lane(&cost);
+        let response = self.execute("image", &query, lane).await?;
         match response.status {
             200 if response.body.starts_with(&[0xFF, 0xD8]) => {
                 self.outcome("ok");
@@ -144,7 +153,12 @@ impl Iipsrv {
         }
     }
 
-    async fn execute(&self, kind: &str, query: &str) -> Result<BackendResponse, Failure> {
+    async fn execute(
+        &self,
+        kind: &str,
+        query: &str,
+        lane: Lane,
+    ) -> Result<BackendResponse, Failure> {
         let params = [
             ("QUERY_STRING", query),
             ("REQUEST_METHOD", "GET"),
@@ -156,7 +170,7 @@ impl Iipsrv {
             ("HTTP_X_IIIF_ID", PLACEHOLDER_ID),
         ];
         let started = Instant::now();
-        let result = self.pool.execute(&params).await;
+        let result = self.pool.execute(&params, lane).await;
         self.metrics
             .backend_duration
             .with_label_values(&[kind])
@@ -166,9 +180,19 @@ impl Iipsrv {
 
     fn failure_of(&self, error: FcgiError, query: &str) -> Failure {
         let (outcome, failure) = match &error {
-            FcgiError::Saturated => (
+            FcgiError::Saturated(rejection) => (
                 "saturated",
-                Failure::unavailable("all image server processes are busy", 1),
+                Failure::unavailable(
+                    match rejection.reason {
+                        RejectReason::QueueFull => {
+                            "too many requests are waiting for the image server"
+                        }
+                        RejectReason::WaitEstimate | RejectReason::Deadline => {
+                            "the image server is too busy to answer in time"
+                        }
+                    },
+                    rejection.retry_after_seconds(),
+                ),
             ),
             FcgiError::NoHealthyBackend => (
                 "unavailable",
@@ -189,7 +213,8 @@ impl Iipsrv {
         };
         self.outcome(outcome);
         if outcome == "saturated" {
-            log::warn!("iipsrv pool saturated for {query}");
+            // Expected under overload and counted per lane and reason; not worth a warning each.
+            log::debug!("refused {query}: {error}");
         } else {
             log::error!("iipsrv request {query} failed: {error}");
         }

@@ -107,7 +107,8 @@ mod tests {
 
     #[test]
     fn modified_since_compares_whole_seconds() {
-        let exact = httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
+        let exact =
+            httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_700_000_000));
         let before =
             httpdate::fmt_http_date(SystemTime::UNIX_EPOCH + Duration::from_secs(1_699_999_999));
         assert!(check(None, Some(&exact)));

@@ -64,6 +64,10 @@ pub struct RawGatewayConfig {
     pub masters: Option<lazyfetch::MastersConfig>,
     #[serde(default)]
     pub derivatives: RawDerivatives,
+    /// Cost-aware admission to the iipsrv pool (lanes, slots, queue bounds, waits): see
+    /// `crate::admission`. Every key is optional.
+    #[serde(default)]
+    pub admission: crate::admission::RawAdmission,
 }
 
 /// `gateway.derivatives`: which rendered images the cache keeps.
@@ -336,6 +340,8 @@ pub struct GatewayConfig {
     pub masters: Option<lazyfetch::MastersConfig>,
     /// `None` when there is no cache mount or the derivative cache is disabled.
     pub derivatives: Option<DerivativePolicy>,
+    /// Lanes, slot limits, queue bounds and waits of the iipsrv pool.
+    pub admission: crate::admission::AdmissionConfig,
 }
 
 /// The ID archive settings.
@@ -601,7 +607,9 @@ impl RawGatewayConfig {
         }
 
         if self.masters.is_some() && self.cache.is_none() {
-            problems.push("gateway.masters needs gateway.cache (the mount the masters are copied to)".into());
+            problems.push(
+                "gateway.masters needs gateway.cache (the mount the masters are copied to)".into(),
+            );
         }
         if let Err(errors) = self.cache.as_ref().map_or(Ok(()), |c| c.validate()) {
             problems.extend(errors.0.iter().map(ToString::to_string));
@@ -609,11 +617,18 @@ impl RawGatewayConfig {
         if let Err(errors) = self.masters.as_ref().map_or(Ok(()), |m| m.validate()) {
             problems.extend(errors.0.iter().map(ToString::to_string));
         }
-        let derivatives = (self.cache.is_some() && self.derivatives.enabled).then(|| {
-            DerivativePolicy {
+        let derivatives =
+            (self.cache.is_some() && self.derivatives.enabled).then_some(DerivativePolicy {
                 max_output_pixels: self.derivatives.max_output_pixels,
-            }
-        });
+            });
+        let admission = self
+            .admission
+            .resolve(
+                backend.addresses.len(),
+                Duration::from_millis(backend.queue_timeout_ms),
+            )
+            .map_err(|errors| problems.extend(errors))
+            .ok();
 
         if !problems.is_empty() {
             return Err(ConfigError { problems });
@@ -658,6 +673,7 @@ impl RawGatewayConfig {
             cache: self.cache,
             masters: self.masters,
             derivatives,
+            admission: admission.expect("checked above"),
         })
     }
 }

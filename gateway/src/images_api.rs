@@ -48,9 +48,7 @@ pub async fn handle(
     match gateway.purge(&identifier).await {
         Ok(outcome) => {
             let status = if outcome.removed_anything() { 200 } else { 404 };
-            let removed = |r: crate::derivatives::files::Removed| {
-                json!({ "files": r.files, "bytes": r.bytes })
-            };
+            let removed = |r: crate::derivatives::files::Removed| json!({ "files": r.files, "bytes": r.bytes });
             AdminResponse::json(
                 status,
                 &json!({

@@ -15,6 +15,7 @@
 //! - [`config`] and [`metrics`].
 
 pub mod admin;
+pub mod admission;
 pub mod app;
 pub mod backend;
 pub mod conditional;

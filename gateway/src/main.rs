@@ -136,6 +136,7 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
         health_timeout: backend.health_timeout,
         max_response_bytes: backend.max_response_bytes,
         keepalive_idle: backend.keepalive_idle,
+        admission: config.admission.clone(),
     });
     let metrics = Arc::new(Metrics::new());
     let listen = config.listen.to_string();

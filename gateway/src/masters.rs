@@ -7,10 +7,12 @@
 
 use std::sync::Arc;
 
+use lazyfetch::layout::CacheLayout;
 use lazyfetch::{CacheConfig, FetchError, LazyFetch, Master, MastersConfig};
 use prometheus::Registry;
 use tokio::sync::OnceCell;
 
+use crate::derivatives::files::Removed;
 use crate::reply::Failure;
 
 /// Retry-After for an access-master cache that failed to start (bad credentials file, …).
@@ -70,6 +72,23 @@ impl Masters {
     pub async fn refetch(&self, identifier: &str) -> Result<Master, Failure> {
         let lazyfetch = self.lazyfetch().await?;
         lazyfetch.refetch(identifier).await.map_err(failure)
+    }
+
+    /// Removes the master copy of `identifier` and its sidecar (and whatever derivatives are
+    /// left) from the cache mount.
+    ///
+    /// # Errors
+    /// A file that exists but cannot be removed.
+    pub async fn purge(&self, identifier: &str) -> std::io::Result<Removed> {
+        let layout = CacheLayout::new(self.cache.root.clone());
+        let identifier = identifier.to_owned();
+        let report = tokio::task::spawn_blocking(move || lazyfetch::purge(&layout, &identifier))
+            .await
+            .map_err(std::io::Error::other)??;
+        Ok(Removed {
+            files: report.removed.len() as u64,
+            bytes: report.bytes,
+        })
     }
 
     /// Whether the cached master of `identifier` is absent from the cache mount (a 404 from

@@ -54,6 +54,69 @@ pub struct Metrics {
     pub redirect_errors: IntCounterVec,
     /// Messages received on the invalidation channel.
     pub redirect_invalidations: IntCounter,
+    /// The admission lanes in front of the iipsrv pool.
+    pub admission: AdmissionMetrics,
+}
+
+/// The admission lanes of the iipsrv pool (`crate::admission`), labelled by lane (`small`,
+/// `large`). The pool's scheduler keeps them current.
+#[derive(Clone)]
+pub struct AdmissionMetrics {
+    /// Requests waiting for an iipsrv process.
+    pub queued: IntGaugeVec,
+    /// Requests holding an iipsrv process.
+    pub in_service: IntGaugeVec,
+    /// Time from arrival to getting a process, for requests that got one.
+    pub queue_wait: HistogramVec,
+    /// Requests refused with 503, by lane and reason (`queue_full`, `wait_estimate`, `deadline`).
+    pub rejections: IntCounterVec,
+}
+
+impl AdmissionMetrics {
+    fn register(registry: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| {
+            let gauge = IntGaugeVec::new(Opts::new(name, help), &["lane"]).expect("valid gauge");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("unique metric");
+            gauge
+        };
+        let queue_wait = HistogramVec::new(
+            HistogramOpts::new(
+                "iiif_gateway_admission_queue_wait_seconds",
+                "Time requests waited for an iipsrv process, by admission lane.",
+            )
+            .buckets(LATENCY_BUCKETS.to_vec()),
+            &["lane"],
+        )
+        .expect("valid histogram");
+        registry
+            .register(Box::new(queue_wait.clone()))
+            .expect("unique metric");
+        let rejections = IntCounterVec::new(
+            Opts::new(
+                "iiif_gateway_admission_rejections_total",
+                "Requests refused with 503 before reaching iipsrv, by admission lane and reason.",
+            ),
+            &["lane", "reason"],
+        )
+        .expect("valid counter");
+        registry
+            .register(Box::new(rejections.clone()))
+            .expect("unique metric");
+        AdmissionMetrics {
+            queued: gauge(
+                "iiif_gateway_admission_queued",
+                "Requests waiting for an iipsrv process, by admission lane.",
+            ),
+            in_service: gauge(
+                "iiif_gateway_admission_in_service",
+                "Requests holding an iipsrv process, by admission lane.",
+            ),
+            queue_wait,
+            rejections,
+        }
+    }
 }
 
 impl Metrics {
@@ -190,6 +253,7 @@ impl Metrics {
                     .expect("unique metric");
                 counter
             },
+            admission: AdmissionMetrics::register(&registry),
             registry,
         }
     }

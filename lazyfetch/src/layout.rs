@@ -90,6 +90,11 @@ impl CacheLayout {
         self.root.join(Self::master_relative(key))
     }
 
+    /// [`CacheLayout::master_fif`] for an image key.
+    pub fn master_fif_for_key(&self, key: &str) -> String {
+        Self::master_relative(key)
+    }
+
     /// The sidecar's path for an image key.
     pub fn sidecar_path_for_key(&self, key: &str) -> PathBuf {
         self.root

@@ -31,7 +31,7 @@ impl TmpFile {
     /// The directory or the file cannot be created.
     pub fn create(tmp_dir: &Path, stem: &str) -> io::Result<TmpFile> {
         fs::create_dir_all(tmp_dir)?;
-        let path = tmp_dir.join(format!("{stem}.{}{TMP_SUFFIX}", unique_suffix()));
+        let path = tmp_dir.join(format!("{stem}.{}{TMP_SUFFIX}", unique_token()));
         let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
         Ok(TmpFile {
             path,
@@ -92,7 +92,7 @@ pub fn write_atomically(tmp_dir: &Path, stem: &str, destination: &Path, bytes: &
 
 /// `{pid}-{counter}-{random}`: distinct for every call in this process, and (with 64 random
 /// bits) for other processes on other hosts writing to a shared mount.
-fn unique_suffix() -> String {
+pub(crate) fn unique_token() -> String {
     static COUNTER: AtomicU64 = AtomicU64::new(0);
     let counter = COUNTER.fetch_add(1, Ordering::Relaxed);
     // RandomState is seeded from the OS's random source once per process, then varied per

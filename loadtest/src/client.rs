@@ -116,6 +116,7 @@ impl Client {
     /// One attempt: `Ok(None)` for a 2xx answer, `Ok(Some(status))` for another status (body drained, the
     /// connection stays usable), `Err` when the connection broke.
     async fn exchange(&mut self, path: &str, bytes: &mut u64) -> Result<Option<u16>, Broken> {
+        let host = self.host.clone();
         let connection = self.connection().await?;
         let reused = connection.used;
         connection.used = true;
@@ -128,7 +129,7 @@ impl Client {
             return Err(broken(FailureKind::Transport, error.to_string(), false));
         }
         let request = Request::get(path)
-            .header(HOST, self.host.clone())
+            .header(HOST, host)
             .header(USER_AGENT, AGENT)
             .body(Empty::<Bytes>::new())
             .map_err(|error| broken(FailureKind::Transport, error.to_string(), true))?;

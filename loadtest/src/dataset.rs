@@ -99,7 +99,7 @@ impl Image {
 }
 
 /// A problem in an identifier list, with the line it is on.
-#[derive(Debug, thiserror::Error, PartialEq, Eq)]
+#[derive(Debug, thiserror::Error, PartialEq)]
 pub enum DatasetError {
     /// The line does not have the form `identifier width height`.
     #[error("{origin}:{line}: expected `identifier width height`, found {text:?}")]
@@ -195,10 +195,10 @@ pub fn parse_list(class: SourceClass, text: &str, origin: &str) -> Result<Vec<Im
             return Err(DatasetError::WrongClass {
                 origin: origin.to_string(),
                 line,
+                megapixels: image.pixels() as f64 / MEGAPIXEL as f64,
                 identifier: image.identifier,
                 width,
                 height,
-                megapixels: image.pixels() as f64 / MEGAPIXEL as f64,
                 actual,
                 listed: class,
             });

@@ -98,7 +98,7 @@ mod tests {
 
         // 1..=100: the p-th percentile is p itself; p99 of 1..=1000 is 990.
         let hundred = Latencies::new((1..=100).rev().collect());
-        for p in [1, 10, 50, 90, 99, 100] {
+        for p in [1u32, 10, 50, 90, 99, 100] {
             assert_eq!(hundred.percentile(f64::from(p)), Some(u64::from(p)));
         }
         let thousand = Latencies::new((1..=1000).collect());

@@ -104,7 +104,11 @@ async fn a_second_identical_request_is_served_without_iipsrv() {
         first_body.len().to_string()
     );
     assert_eq!(second.bytes().await.unwrap(), first_body);
-    assert_eq!(iipsrv_image_requests(&stack).await, 1, "the hit reached iipsrv");
+    assert_eq!(
+        iipsrv_image_requests(&stack).await,
+        1,
+        "the hit reached iipsrv"
+    );
     assert_eq!(derivative_files(&cache_root(&stack)).len(), 1);
 }
 
@@ -286,7 +290,10 @@ async fn purge_removes_every_derivative_of_one_image_and_nothing_else() {
     let report: serde_json::Value = purged.json().await.unwrap();
     assert_eq!(report["identifier"], "astronaut");
     assert_eq!(report["derivatives"]["files"], 2, "{report}");
-    assert!(report["derivatives"]["bytes"].as_u64().unwrap() > 0, "{report}");
+    assert!(
+        report["derivatives"]["bytes"].as_u64().unwrap() > 0,
+        "{report}"
+    );
 
     let after = image_dirs(&root);
     assert_eq!(after.len(), 1, "{after:?}");
@@ -304,7 +311,11 @@ async fn purge_removes_every_derivative_of_one_image_and_nothing_else() {
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
 
     // The purged image is rendered afresh; the other one still comes from the cache.
-    get(&stack, "/iiif/3/astronaut/0,0,256,256/256,256/0/default.jpg").await;
+    get(
+        &stack,
+        "/iiif/3/astronaut/0,0,256,256/256,256/0/default.jpg",
+    )
+    .await;
     get(&stack, "/iiif/3/hubble/0,0,256,256/256,256/0/default.jpg").await;
     assert_eq!(iipsrv_image_requests(&stack).await, renders + 1);
 }

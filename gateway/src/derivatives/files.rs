@@ -11,7 +11,9 @@ use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 /// The file holding the identifier, and the last-access stamp, inside an image's directory.
-pub use lazyfetch::layout::{DERIVATIVES_ACCESS_FILE as ACCESS_FILE, DERIVATIVES_ID_FILE as ID_FILE};
+pub use lazyfetch::layout::{
+    DERIVATIVES_ACCESS_FILE as ACCESS_FILE, DERIVATIVES_ID_FILE as ID_FILE,
+};
 /// Temporary files start with this; readers never open them and prune removes stale ones.
 const TEMP_PREFIX: &str = ".tmp-";
 
@@ -69,7 +71,10 @@ pub fn remove_all(dir: &Path) -> io::Result<Removed> {
 fn write_atomically(dir: &Path, target: &Path, bytes: &[u8]) -> io::Result<()> {
     let temp = temp_path(dir);
     let result = (|| {
-        let mut file = OpenOptions::new().write(true).create_new(true).open(&temp)?;
+        let mut file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&temp)?;
         file.write_all(bytes)?;
         file.sync_all()?;
         fs::rename(&temp, target)
@@ -100,10 +105,8 @@ mod tests {
     use super::*;
 
     fn scratch(name: &str) -> PathBuf {
-        let dir = std::env::temp_dir().join(format!(
-            "derivative-files-{name}-{}",
-            std::process::id()
-        ));
+        let dir =
+            std::env::temp_dir().join(format!("derivative-files-{name}-{}", std::process::id()));
         let _ = fs::remove_dir_all(&dir);
         dir
     }
@@ -113,14 +116,20 @@ mod tests {
         let dir = scratch("write");
         write(&dir, "img/1", "a.jpg", b"jpeg bytes").unwrap();
         write(&dir, "img/1", "b.png", b"png").unwrap();
-        assert_eq!(read(&dir, "a.jpg").unwrap().as_deref(), Some(&b"jpeg bytes"[..]));
+        assert_eq!(
+            read(&dir, "a.jpg").unwrap().as_deref(),
+            Some(&b"jpeg bytes"[..])
+        );
         assert_eq!(read(&dir, "missing.jpg").unwrap(), None);
         assert_eq!(fs::read_to_string(dir.join(ID_FILE)).unwrap(), "img/1");
         let names: Vec<String> = fs::read_dir(&dir)
             .unwrap()
             .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
             .collect();
-        assert!(names.iter().all(|n| !n.starts_with(TEMP_PREFIX)), "{names:?}");
+        assert!(
+            names.iter().all(|n| !n.starts_with(TEMP_PREFIX)),
+            "{names:?}"
+        );
         let removed = remove_all(&dir).unwrap();
         assert_eq!(removed.files, 2);
         assert_eq!(removed.bytes, 10 + 3 + 5);

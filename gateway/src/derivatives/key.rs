@@ -75,7 +75,7 @@ mod tests {
     use super::*;
 
     fn plan(version: Version, path: &str) -> Plan {
-        let facts = ImageFacts::vips_pyramid(1000, 800, 256);
+        let facts = ImageFacts::vips_pyramid(1000, 800);
         let caps = Capabilities {
             formats: vec![Format::Jpg, Format::Png, Format::Webp],
             arbitrary_rotation: true,
@@ -94,7 +94,10 @@ mod tests {
     fn the_same_pixels_share_a_key_across_versions_and_spellings() {
         let v3 = key(Version::V3, "img/0,0,512,512/256,256/0/default.jpg");
         assert_eq!(v3, key(Version::V2, "img/0,0,512,512/256,/0/default.jpg"));
-        assert_eq!(v3, key(Version::V2, "img/0,0,512,512/!256,256/0/default.jpg"));
+        assert_eq!(
+            v3,
+            key(Version::V2, "img/0,0,512,512/!256,256/0/default.jpg")
+        );
         assert_eq!(v3, key(Version::V3, "img/0,0,512,512/pct:50/0/default.jpg"));
         assert_eq!(
             key(Version::V3, "img/full/max/0/default.jpg"),

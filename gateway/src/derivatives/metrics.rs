@@ -32,7 +32,8 @@ impl DerivativeMetrics {
             counter
         };
         let counter_vec = |name: &str, help: &str, label: &str| {
-            let counter = IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid counter");
+            let counter =
+                IntCounterVec::new(Opts::new(name, help), &[label]).expect("valid counter");
             registry
                 .register(Box::new(counter.clone()))
                 .expect("unique metric");

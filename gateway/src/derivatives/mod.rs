@@ -11,9 +11,10 @@ pub mod files;
 pub mod key;
 mod metrics;
 
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
 use iiif::Plan;
@@ -40,6 +41,9 @@ pub struct DerivativeCache {
     layout: CacheLayout,
     policy: DerivativePolicy,
     renders: SingleFlight<Result<Bytes, Failure>>,
+    /// Rendered derivatives whose file is still being written, by path: served from memory
+    /// meanwhile, so a request right after a render does not render again.
+    being_written: Mutex<HashMap<PathBuf, Bytes>>,
     stamps: AccessStamps,
     metrics: DerivativeMetrics,
     /// Set after the first "disk full", so the log says it once per episode, not per request.
@@ -64,6 +68,7 @@ impl DerivativeCache {
             layout,
             policy,
             renders: SingleFlight::default(),
+            being_written: Mutex::new(HashMap::new()),
             stamps,
             metrics: DerivativeMetrics::register(registry),
             disk_full: AtomicBool::new(false),
@@ -131,6 +136,15 @@ impl DerivativeCache {
     }
 
     async fn read(&self, dir: &Path, name: &str) -> Option<Bytes> {
+        let pending = self
+            .being_written
+            .lock()
+            .expect("pending writes lock")
+            .get(&dir.join(name))
+            .cloned();
+        if pending.is_some() {
+            return pending;
+        }
         let (dir, name) = (dir.to_path_buf(), name.to_owned());
         let read = tokio::task::spawn_blocking(move || {
             files::read(&dir, &name).map_err(|e| format!("{}: {e}", dir.display()))
@@ -157,9 +171,21 @@ impl DerivativeCache {
         bytes: &Bytes,
     ) {
         let cache = self.clone();
-        let (identifier, name, bytes) = (identifier.to_owned(), key.file_name.clone(), bytes.clone());
+        let (identifier, name, bytes) =
+            (identifier.to_owned(), key.file_name.clone(), bytes.clone());
+        let path = dir.join(&name);
+        self.being_written
+            .lock()
+            .expect("pending writes lock")
+            .insert(path.clone(), bytes.clone());
         tokio::task::spawn_blocking(move || {
-            match files::write(&dir, &identifier, &name, &bytes) {
+            let written = files::write(&dir, &identifier, &name, &bytes);
+            cache
+                .being_written
+                .lock()
+                .expect("pending writes lock")
+                .remove(&path);
+            match written {
                 Ok(()) => {
                     cache.metrics.fills.with_label_values(&["stored"]).inc();
                     cache.metrics.filled_bytes.inc_by(bytes.len() as u64);

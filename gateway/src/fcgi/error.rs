@@ -3,6 +3,8 @@
 use std::fmt;
 use std::io;
 
+use crate::admission::Rejection;
+
 /// The part of an exchange that ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Phase {
@@ -58,9 +60,10 @@ pub enum FcgiError {
     /// The caller passed parameters that cannot be encoded (absurdly long values).
     #[error("invalid fastcgi parameters: {0}")]
     InvalidParams(&'static str),
-    /// Every healthy process stayed busy for the whole queue timeout.
-    #[error("no iipsrv process became free within the queue timeout")]
-    Saturated,
+    /// The request's admission lane refused it: its queue was full, its estimated wait too
+    /// long, or it waited until its deadline (see [`crate::admission`]).
+    #[error("the iipsrv pool is saturated: {0}")]
+    Saturated(Rejection),
     /// Every process is marked down; the request was not queued.
     #[error("no healthy iipsrv process")]
     NoHealthyBackend,
@@ -108,7 +111,12 @@ mod tests {
         assert!(!FcgiError::Io(refused()).is_retryable());
         assert!(!FcgiError::EndedWithoutResponse.is_retryable());
         assert!(!FcgiError::Protocol("x".into()).is_retryable());
-        assert!(!FcgiError::Saturated.is_retryable());
+        let rejection = Rejection {
+            lane: crate::admission::Lane::Small,
+            reason: crate::admission::RejectReason::QueueFull,
+            retry_after: std::time::Duration::from_secs(1),
+        };
+        assert!(!FcgiError::Saturated(rejection).is_retryable());
         assert!(!FcgiError::NoHealthyBackend.is_retryable());
     }
 

@@ -70,9 +70,9 @@ impl BackendPool {
     /// Checks one process; see [`BackendPool::spawn_health_checks`].
     async fn check(&self, index: usize, request: &Bytes) {
         let backend = &self.backends[index];
-        // The probe takes the request permit, so it never runs beside a request on the same
-        // single-threaded process, and it only ever tries: it must not queue behind requests.
-        let Ok(permit) = backend.permit.clone().try_acquire_owned() else {
+        // The probe claims the process like a request does, so it never runs beside one on the
+        // same single-threaded process, and only when it is idle: it never queues behind requests.
+        let Some(claim) = self.try_claim_idle(index) else {
             if let Some(busy) = backend.busy_for() {
                 if busy > self.cfg.total_timeout {
                     let reason = format!("a request has been running for {busy:?} (hung?)");
@@ -100,6 +100,6 @@ impl BackendPool {
                 self.set_health(index, false, &format!("health probe failed: {error}"));
             }
         }
-        drop(permit);
+        drop(claim);
     }
 }

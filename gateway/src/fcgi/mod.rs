@@ -4,7 +4,8 @@
 //! - `record`: the FastCGI wire format (no I/O).
 //! - `cgi`: the CGI head at the start of the output, and [`BackendResponse`].
 //! - `client`: one request over one connection, with timeouts and size limits.
-//! - `pool`: [`BackendPool`], one request at a time per process, a fair queue, health state.
+//! - `pool`: [`BackendPool`], one request at a time per process, health state.
+//! - `scheduler`: the admission lanes in front of the processes: who gets the next free one.
 //! - `health`: the active health-check loop.
 //! - `params`: the parameters iipsrv reads.
 //!
@@ -15,6 +16,8 @@
 //! - A request is written with a single write.
 //! - At most one request (or health probe) runs on a process at a time.
 //! - A request is retried on another process only if it never reached the first one.
+//! - Requests wait for a process in an admission lane (see [`crate::admission`]), bounded in
+//!   length and time; health probes never wait.
 //!
 //! This module knows nothing about IIIF: it carries parameters and answers.
 
@@ -25,6 +28,7 @@ mod health;
 mod params;
 mod pool;
 mod record;
+mod scheduler;
 
 #[cfg(test)]
 pub(crate) mod test_support;
@@ -33,9 +37,13 @@ pub(crate) mod test_support;
 mod tests;
 
 #[cfg(test)]
+mod lane_tests;
+
+#[cfg(test)]
 mod crash_probe;
 
 pub use cgi::BackendResponse;
 pub use error::{FcgiError, Phase};
 pub use params::{iipsrv_params, IIPSRV_REQUEST_URI};
 pub use pool::{BackendPool, BackendStatus, PoolConfig};
+pub use scheduler::LaneStatus;

@@ -1,26 +1,26 @@
-//! The pool of iipsrv processes: one request at a time per process, a fair queue in front, and
-//! health state per process.
+//! The pool of iipsrv processes: one request at a time per process, admission lanes in front
+//! (see [`crate::admission`] and `scheduler`), and health state per process.
 //!
-//! Each process gets a [`Semaphore`] with one permit because iipsrv handles one connection at a
-//! time: a second connection would only wait in its listen backlog, where no timeout or fairness
-//! of ours applies. A request holds the permit for its whole exchange; health probes take the same
-//! permit, so a probe never competes with a request for the same single-threaded process.
+//! Each process serves one request at a time because iipsrv handles one connection at a time: a
+//! second connection would only wait in its listen backlog, where no timeout or priority of ours
+//! applies. A request holds its process (a [`Slot`]) for its whole exchange; health probes claim
+//! only an idle process, so a probe never competes with a request for the same single-threaded
+//! process and never waits behind one.
 
-use std::future::Future;
-use std::pin::Pin;
 use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
-use std::task::Poll;
 use std::time::Duration;
 
 use bytes::Bytes;
-use tokio::sync::{AcquireError, Notify, OwnedSemaphorePermit, Semaphore};
 use tokio::time::Instant;
 
 use super::cgi::BackendResponse;
 use super::client::{self, BackendAddr, Connection, Limits};
 use super::record::encode_request;
+use super::scheduler::{LaneStatus, ProbeSlot, Scheduler, Slot};
 use super::{FcgiError, Phase};
+use crate::admission::{AdmissionConfig, Lane};
+use crate::metrics::AdmissionMetrics;
 
 /// How the pool reaches its processes and how long it waits for them.
 #[derive(Debug, Clone)]
@@ -35,7 +35,8 @@ pub struct PoolConfig {
     pub first_byte_timeout: Duration,
     /// Limit on the whole exchange, connect included.
     pub total_timeout: Duration,
-    /// How long a request may wait for a free process before it fails with `Saturated`.
+    /// The longest any request waits for a free process before it fails with `Saturated`;
+    /// each admission lane may set a shorter wait.
     pub queue_timeout: Duration,
     /// Time between health checks of each process.
     pub health_interval: Duration,
@@ -47,6 +48,8 @@ pub struct PoolConfig {
     /// new connection for every request. While open it pins the process to this gateway (libfcgi
     /// serves one connection at a time), so use zero when several gateways share processes.
     pub keepalive_idle: Duration,
+    /// Lanes, slot limits, queue bounds and waits (see [`crate::admission`]).
+    pub admission: AdmissionConfig,
 }
 
 impl Default for PoolConfig {
@@ -61,6 +64,7 @@ impl Default for PoolConfig {
             health_timeout: Duration::from_secs(2),
             max_response_bytes: 64 * 1024 * 1024,
             keepalive_idle: Duration::ZERO,
+            admission: AdmissionConfig::defaults(0, Duration::from_secs(10)),
         }
     }
 }
@@ -83,18 +87,14 @@ pub struct BackendStatus {
 pub struct BackendPool {
     pub(super) cfg: PoolConfig,
     pub(super) backends: Vec<Arc<Backend>>,
-    /// Signalled when a process changes health, so queued requests can re-pick their candidates
-    /// (or give up when none is left).
-    health_changed: Arc<Notify>,
-    /// Where the next free-process scan starts, to spread load over idle processes.
-    next: AtomicUsize,
+    /// Who holds each process, and the lanes of requests waiting for one.
+    scheduler: Arc<Scheduler>,
 }
 
 /// The state of one process.
 pub(super) struct Backend {
     pub(super) label: String,
     pub(super) addr: BackendAddr,
-    pub(super) permit: Arc<Semaphore>,
     healthy: AtomicBool,
     in_flight: AtomicUsize,
     /// Highest `in_flight` ever seen; the tests check that it never exceeds one.
@@ -105,8 +105,6 @@ pub(super) struct Backend {
     busy_since: Mutex<Option<Instant>>,
     /// When a request last got a complete answer; a process that just answered needs no probe.
     last_answer: Mutex<Option<Instant>>,
-    /// The pool's health-change signal.
-    health_changed: Arc<Notify>,
     /// The connection kept open after the last request, if keep-alive is on.
     idle: Mutex<Option<IdleConnection>>,
 }
@@ -123,15 +121,13 @@ impl BackendPool {
     /// Creates the pool. Every process starts healthy; a dead one fails its first connect (which
     /// is retried elsewhere) or its first health probe, whichever comes first.
     pub fn new(cfg: PoolConfig) -> Arc<Self> {
-        let health_changed = Arc::new(Notify::new());
-        let backends = cfg
+        let backends: Vec<Arc<Backend>> = cfg
             .addresses
             .iter()
             .map(|text| {
                 Arc::new(Backend {
                     label: text.clone(),
                     addr: BackendAddr::parse(text),
-                    permit: Arc::new(Semaphore::new(1)),
                     healthy: AtomicBool::new(true),
                     in_flight: AtomicUsize::new(0),
                     peak_in_flight: AtomicUsize::new(0),
@@ -139,43 +135,54 @@ impl BackendPool {
                     failures: AtomicU64::new(0),
                     busy_since: Mutex::new(None),
                     last_answer: Mutex::new(None),
-                    health_changed: Arc::clone(&health_changed),
                     idle: Mutex::new(None),
                 })
             })
             .collect();
+        let scheduler = Arc::new(Scheduler::new(
+            cfg.admission.clone(),
+            cfg.queue_timeout,
+            backends.clone(),
+        ));
         Arc::new(BackendPool {
             cfg,
             backends,
-            health_changed,
-            next: AtomicUsize::new(0),
+            scheduler,
         })
     }
 
-    /// Runs one request on a free, healthy process.
+    /// Runs one request on a free, healthy process, waiting in `lane` for one.
     ///
-    /// At most one request runs on a process at a time. The request waits up to `queue_timeout`
-    /// for a free process, first come first served. When the connection to the chosen process
+    /// At most one request runs on a process at a time. Within its lane a request waits first
+    /// come first served; small requests go before large ones, and large ones never hold more
+    /// than the lane's slots (see [`crate::admission`]). A request that would wait longer than
+    /// its lane allows, or finds the queue full, is refused at once; one still waiting at its
+    /// deadline is refused then. When the connection to the chosen process
     /// cannot be made, that process is marked down and the request is tried once on another. Any
     /// later failure is returned as is, without a retry: a request that crashed or hung one
     /// process would do the same to the next. A process that crashed, hung or misbehaved is taken
     /// out of rotation until a health probe succeeds.
     ///
     /// # Errors
-    /// `NoHealthyBackend` at once when every process is down, `Saturated` when none became free
-    /// in time, otherwise what the exchange failed with (see [`FcgiError`]).
-    pub async fn execute(&self, params: &[(&str, &str)]) -> Result<BackendResponse, FcgiError> {
+    /// `NoHealthyBackend` at once when every process is down, `Saturated` when the lane refused
+    /// the request (at once or at its deadline), otherwise what the exchange failed with (see
+    /// [`FcgiError`]).
+    pub async fn execute(
+        &self,
+        params: &[(&str, &str)],
+        lane: Lane,
+    ) -> Result<BackendResponse, FcgiError> {
         let keepalive_idle = self.cfg.keepalive_idle;
         let request = encode_request(params, !keepalive_idle.is_zero())?;
         let limits = self.request_limits();
         let mut failed: Option<usize> = None;
         loop {
-            let deadline = Instant::now() + self.cfg.queue_timeout;
-            let lease = self.acquire(deadline, failed).await?;
-            let index = lease.index;
-            // The exchange runs in its own task, which owns the permit. If the caller gives up
+            let slot = self.scheduler.acquire(lane, failed).await?;
+            let index = slot.index();
+            let lease = Lease::new(&self.backends[index], slot);
+            // The exchange runs in its own task, which owns the slot. If the caller gives up
             // (client gone, an outer timeout), the task still runs to END_REQUEST or to its own
-            // timeout: iipsrv keeps working on a request whose client left, and the permit must
+            // timeout: iipsrv keeps working on a request whose client left, and the slot must
             // keep saying so until it is done, or the next request would queue in the process's
             // backlog beside it.
             let exchange = tokio::spawn(lease.run(request.clone(), limits, keepalive_idle));
@@ -211,6 +218,22 @@ impl BackendPool {
         self.backends.iter().filter(|b| b.is_healthy()).count()
     }
 
+    /// The state of each admission lane, small first.
+    pub fn lanes(&self) -> Vec<LaneStatus> {
+        self.scheduler.lanes()
+    }
+
+    /// The admission settings: thresholds, slots, queue bounds and waits.
+    pub fn admission(&self) -> &AdmissionConfig {
+        self.scheduler.config()
+    }
+
+    /// Reports queue depth, in-service counts, waits and refusals per lane to these metrics
+    /// from now on (the first call wins).
+    pub fn attach_admission_metrics(&self, metrics: &AdmissionMetrics) {
+        self.scheduler.attach_metrics(metrics);
+    }
+
     fn request_limits(&self) -> Limits {
         Limits {
             connect_timeout: self.cfg.connect_timeout,
@@ -220,79 +243,14 @@ impl BackendPool {
         }
     }
 
-    /// Waits for the permit of a healthy process other than `exclude`.
-    ///
-    /// Each waiting request queues on the semaphore of every healthy candidate at once and takes
-    /// the first permit it is given (the others are handed back on drop). Tokio's semaphores are
-    /// FIFO, so an earlier request is ahead of a later one in every queue: the pool is fair.
-    async fn acquire(&self, deadline: Instant, exclude: Option<usize>) -> Result<Lease, FcgiError> {
-        loop {
-            // Register for health changes before looking at health, so none is missed.
-            let changed = self.health_changed.notified();
-            tokio::pin!(changed);
-            changed.as_mut().enable();
-
-            let candidates = self.candidates(exclude);
-            if candidates.is_empty() {
-                return Err(FcgiError::NoHealthyBackend);
-            }
-            for &index in &candidates {
-                if let Ok(permit) = self.backends[index].permit.clone().try_acquire_owned() {
-                    return Ok(Lease::new(index, &self.backends[index], permit));
-                }
-            }
-
-            type Acquire = Pin<
-                Box<
-                    dyn Future<Output = (usize, Result<OwnedSemaphorePermit, AcquireError>)> + Send,
-                >,
-            >;
-            let mut waits: Vec<Acquire> = candidates
-                .iter()
-                .map(|&index| {
-                    let semaphore = self.backends[index].permit.clone();
-                    Box::pin(async move { (index, semaphore.acquire_owned().await) }) as Acquire
-                })
-                .collect();
-            let first_permit = std::future::poll_fn(|cx| {
-                for wait in &mut waits {
-                    if let Poll::Ready(got) = wait.as_mut().poll(cx) {
-                        return Poll::Ready(got);
-                    }
-                }
-                Poll::Pending
-            });
-
-            tokio::select! {
-                (index, permit) = first_permit => {
-                    let permit = permit.expect("pool semaphores are never closed");
-                    if self.backends[index].is_healthy() {
-                        return Ok(Lease::new(index, &self.backends[index], permit));
-                    }
-                    // It went down while we waited; pass the permit on and pick again.
-                }
-                _ = &mut changed => {}
-                _ = tokio::time::sleep_until(deadline) => return Err(FcgiError::Saturated),
-            }
-        }
-    }
-
-    /// Healthy processes except `exclude`, starting at a rotating offset.
-    fn candidates(&self, exclude: Option<usize>) -> Vec<usize> {
-        let n = self.backends.len();
-        if n == 0 {
-            return Vec::new();
-        }
-        let start = self.next.fetch_add(1, Ordering::Relaxed) % n;
-        (0..n)
-            .map(|i| (start + i) % n)
-            .filter(|&i| Some(i) != exclude && self.backends[i].is_healthy())
-            .collect()
-    }
-
     /// Puts a process into or out of rotation; see [`Backend::set_health`].
     pub(super) fn set_health(&self, index: usize, healthy: bool, reason: &str) {
-        self.backends[index].set_health(healthy, reason);
+        self.scheduler.set_health(index, healthy, reason);
+    }
+
+    /// Claims an idle process for a health probe; `None` when a request (or probe) holds it.
+    pub(super) fn try_claim_idle(&self, index: usize) -> Option<ProbeSlot> {
+        self.scheduler.try_claim_idle(index)
     }
 
     pub(super) fn record_probe_failure(&self, index: usize) {
@@ -317,8 +275,9 @@ impl Backend {
         self.healthy.load(Ordering::SeqCst)
     }
 
-    /// Puts the process into or out of rotation and wakes queued requests when that changes.
-    pub(super) fn set_health(&self, healthy: bool, reason: &str) {
+    /// Puts the process into or out of rotation; true when that changed it. Only the scheduler
+    /// calls this, so that it can hand out or withdraw the process.
+    pub(super) fn set_health(&self, healthy: bool, reason: &str) -> bool {
         let was = self.healthy.swap(healthy, Ordering::SeqCst);
         if was != healthy {
             if healthy {
@@ -326,10 +285,10 @@ impl Backend {
             } else {
                 log::error!("iipsrv {} taken out of rotation: {reason}", self.label);
             }
-            self.health_changed.notify_waiters();
         } else if !healthy {
             log::warn!("iipsrv {} still down: {reason}", self.label);
         }
+        was != healthy
     }
 
     /// How long the running request has been running, if there is one.
@@ -439,23 +398,22 @@ impl Backend {
     }
 }
 
-/// The permit of one process, held for one request. Keeps the in-flight accounting honest
-/// however the request ends.
+/// The slot of one process, held for one request. Keeps the in-flight accounting honest
+/// however the request ends; the slot itself is released after that (fields drop after
+/// [`Lease::drop`]).
 struct Lease {
-    index: usize,
     backend: Arc<Backend>,
-    _permit: OwnedSemaphorePermit,
+    slot: Slot,
 }
 
 impl Lease {
-    fn new(index: usize, backend: &Arc<Backend>, permit: OwnedSemaphorePermit) -> Self {
+    fn new(backend: &Arc<Backend>, slot: Slot) -> Self {
         let now = backend.in_flight.fetch_add(1, Ordering::SeqCst) + 1;
         backend.peak_in_flight.fetch_max(now, Ordering::SeqCst);
         *lock(&backend.busy_since) = Some(Instant::now());
         Lease {
-            index,
             backend: Arc::clone(backend),
-            _permit: permit,
+            slot,
         }
     }
 
@@ -475,10 +433,13 @@ impl Lease {
             }
             Err(error) => {
                 backend.failures.fetch_add(1, Ordering::Relaxed);
-                // Out of rotation before the permit is released (when `self` drops), so the
-                // request queued behind this one does not get the permit of a dead process.
+                // Out of rotation before the slot is released (when `self` drops), so the
+                // request queued behind this one is not handed a dead process.
                 if error.marks_backend_down() {
-                    backend.set_health(false, &error.to_string());
+                    let index = self.slot.index();
+                    self.slot
+                        .scheduler()
+                        .set_health(index, false, &error.to_string());
                 } else {
                     log::warn!("iipsrv {}: {error}", backend.label);
                 }

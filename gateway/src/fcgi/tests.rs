@@ -8,15 +8,19 @@ use std::time::Duration;
 
 use super::test_support::{images, jpeg_dimensions, Iipsrv};
 use super::*;
+use crate::admission::{AdmissionConfig, Lane, RejectReason};
 
-/// Short timeouts so failure tests finish quickly; still generous for a 2-core machine.
-fn config(addresses: Vec<String>) -> PoolConfig {
+/// Short timeouts so failure tests finish quickly; still generous for a 2-core machine. The
+/// admission lanes have their defaults for the pool's size.
+pub(super) fn config(addresses: Vec<String>) -> PoolConfig {
+    let queue_timeout = Duration::from_secs(20);
     PoolConfig {
+        admission: AdmissionConfig::defaults(addresses.len(), queue_timeout),
         addresses,
         connect_timeout: Duration::from_millis(500),
         first_byte_timeout: Duration::from_secs(10),
         total_timeout: Duration::from_secs(15),
-        queue_timeout: Duration::from_secs(20),
+        queue_timeout,
         health_interval: Duration::from_millis(200),
         health_timeout: Duration::from_millis(1000),
         max_response_bytes: 64 * 1024 * 1024,
@@ -32,12 +36,22 @@ fn keepalive_config(addresses: Vec<String>, idle: Duration) -> PoolConfig {
     }
 }
 
-async fn get(pool: &BackendPool, query: &str) -> Result<BackendResponse, FcgiError> {
-    pool.execute(&iipsrv_params(query, "placeholder")).await
+/// A request in the small lane.
+pub(super) async fn get(pool: &BackendPool, query: &str) -> Result<BackendResponse, FcgiError> {
+    get_in(pool, query, Lane::Small).await
+}
+
+pub(super) async fn get_in(
+    pool: &BackendPool,
+    query: &str,
+    lane: Lane,
+) -> Result<BackendResponse, FcgiError> {
+    pool.execute(&iipsrv_params(query, "placeholder"), lane)
+        .await
 }
 
 /// Polls `condition` every 20 ms for up to `limit`.
-async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
+pub(super) async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> bool {
     let deadline = tokio::time::Instant::now() + limit;
     while tokio::time::Instant::now() < deadline {
         if condition() {
@@ -48,7 +62,7 @@ async fn eventually(limit: Duration, mut condition: impl FnMut() -> bool) -> boo
     condition()
 }
 
-const TILE: &str = "IIIF=test.tif/0,0,256,256/256,/0/default.jpg";
+pub(super) const TILE: &str = "IIIF=test.tif/0,0,256,256/256,/0/default.jpg";
 const CRASHER: &str = "IIIF=test.tif/0,999,100,1/50,1/0/default.jpg";
 
 #[tokio::test]
@@ -63,7 +77,7 @@ async fn info_json_round_trip() {
         ("HTTP_HOST", "gateway.example"),
         ("HTTP_X_IIIF_ID", "placeholder"),
     ];
-    let response = pool.execute(&params).await.unwrap();
+    let response = pool.execute(&params, Lane::Small).await.unwrap();
     assert_eq!(response.status, 200);
     assert_eq!(response.header("content-type"), Some("application/ld+json"));
     assert!(response.header("last-modified").is_some());
@@ -78,7 +92,7 @@ async fn info_json_round_trip() {
     // ...and a short one does not: documents the iipsrv quirk the helper avoids.
     let mut short = iipsrv_params("IIIF=test.tif/info.json", "placeholder");
     short[2].1 = "/iiif/x";
-    assert_eq!(pool.execute(&short).await.unwrap().status, 400);
+    assert_eq!(pool.execute(&short, Lane::Small).await.unwrap().status, 400);
     assert_eq!(pool.snapshot()[0].served, 3);
 }
 
@@ -297,7 +311,7 @@ async fn no_healthy_backend_fails_fast() {
 }
 
 #[tokio::test]
-async fn a_full_queue_fails_with_saturated() {
+async fn waiting_past_the_queue_timeout_fails_with_saturated() {
     let server = Iipsrv::spawn(images());
     let mut cfg = config(vec![server.addr.clone()]);
     cfg.first_byte_timeout = Duration::from_secs(2);
@@ -312,7 +326,11 @@ async fn a_full_queue_fails_with_saturated() {
     tokio::time::sleep(Duration::from_millis(100)).await;
     assert_eq!(pool.snapshot()[0].in_flight, 1);
     let started = std::time::Instant::now();
-    assert!(matches!(get(&pool, TILE).await, Err(FcgiError::Saturated)));
+    let refused = get(&pool, TILE).await;
+    assert!(
+        matches!(&refused, Err(FcgiError::Saturated(r)) if r.reason == RejectReason::Deadline),
+        "{refused:?}"
+    );
     assert!(started.elapsed() >= Duration::from_millis(190));
     assert!(matches!(
         blocked.await.unwrap(),
