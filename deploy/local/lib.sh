@@ -260,6 +260,14 @@ render_gateway_config() {
     token_file: $var_dir/admin-token
 EOF
     fi
+    # A derivative cache, where a cache root is given (the hot-cache benchmark, the local stack).
+    if [[ -n ${GATEWAY_CACHE_ROOT:-} ]]; then
+        cat >>"$out.part" <<EOF
+  cache:
+    root: $GATEWAY_CACHE_ROOT
+    budget: ${GATEWAY_CACHE_BUDGET:-10GiB}
+EOF
+    fi
     if grep -n '@[A-Z_]*@' "$out.part" >&2; then
         rm -f "$out.part"
         die "unsubstituted placeholders left in $out"

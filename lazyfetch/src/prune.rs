@@ -148,6 +148,32 @@ pub fn prune_at(
     options: &PruneOptions,
     now: SystemTime,
 ) -> io::Result<PruneReport> {
+    let plan = plan(layout, cache, options, now)?;
+    Ok(if options.dry_run {
+        plan.into_report()
+    } else {
+        plan.apply(layout)
+    })
+}
+
+/// What a prune run is about to remove, decided from one scan.
+#[derive(Debug, Clone)]
+pub struct PrunePlan {
+    report: PruneReport,
+    victims: Vec<(PrunedUnit, SystemTime)>,
+    stale_tmp: Vec<(PathBuf, u64)>,
+}
+
+/// Scans the cache and chooses what to remove (nothing is removed).
+///
+/// # Errors
+/// As [`prune`].
+pub fn plan(
+    layout: &CacheLayout,
+    cache: &CacheConfig,
+    options: &PruneOptions,
+    now: SystemTime,
+) -> io::Result<PrunePlan> {
     let mut effective = cache.clone();
     effective.budget = options.budget.unwrap_or(cache.budget);
     effective.high_watermark = options.high_watermark.unwrap_or(cache.high_watermark);
@@ -169,42 +195,77 @@ pub fn prune_at(
         })
         .collect();
     let before = scanned.unit_bytes();
-    let victims = choose_victims(&candidates, before, high, low, effective.small_master_weight);
+    let victims = choose_victims(&candidates, before, high, low, effective.small_master_weight)
+        .into_iter()
+        .map(|index| {
+            let unit = &scanned.units[index];
+            let pruned = PrunedUnit {
+                key: unit.key.clone(),
+                identifier: identifier_of(layout, &unit.key),
+                bytes: unit.bytes(),
+                last_access: unit
+                    .last_access
+                    .duration_since(UNIX_EPOCH)
+                    .map_or(0, |d| d.as_secs()),
+                small: candidates[index].small,
+            };
+            (pruned, unit.last_access)
+        })
+        .collect();
+    let stale_tmp = scanned
+        .tmp_files
+        .iter()
+        .filter(|(_, _, modified)| now.duration_since(*modified).is_ok_and(|age| age > STALE_TMP_AGE))
+        .map(|(path, bytes, _)| (path.clone(), *bytes))
+        .collect();
+    Ok(PrunePlan {
+        report: PruneReport {
+            dry_run: options.dry_run,
+            budget_bytes: effective.budget.bytes(),
+            high_bytes: high,
+            low_bytes: low,
+            before_bytes: before,
+            after_bytes: before,
+            units_before: scanned.units.len(),
+            removed: Vec::new(),
+            freed_bytes: 0,
+            spared_in_use: 0,
+            stale_tmp_removed: Vec::new(),
+            stale_tmp_bytes: 0,
+            errors: Vec::new(),
+        },
+        victims,
+        stale_tmp,
+    })
+}
 
-    let mut report = PruneReport {
-        dry_run: options.dry_run,
-        budget_bytes: effective.budget.bytes(),
-        high_bytes: high,
-        low_bytes: low,
-        before_bytes: before,
-        after_bytes: before,
-        units_before: scanned.units.len(),
-        removed: Vec::new(),
-        freed_bytes: 0,
-        spared_in_use: 0,
-        stale_tmp_removed: Vec::new(),
-        stale_tmp_bytes: 0,
-        errors: Vec::new(),
-    };
-    for index in victims {
-        let unit = &scanned.units[index];
-        let pruned = PrunedUnit {
-            key: unit.key.clone(),
-            identifier: identifier_of(layout, &unit.key),
-            bytes: unit.bytes(),
-            last_access: unit
-                .last_access
-                .duration_since(UNIX_EPOCH)
-                .map_or(0, |d| d.as_secs()),
-            small: candidates[index].small,
-        };
-        if !options.dry_run {
-            // Used since the scan? Then it stays (and the next run reconsiders it).
+impl PrunePlan {
+    /// The report of a dry run: what [`PrunePlan::apply`] would remove if nothing were used
+    /// meanwhile.
+    pub fn into_report(mut self) -> PruneReport {
+        for (unit, _) in self.victims {
+            self.report.freed_bytes += unit.bytes;
+            self.report.removed.push(unit);
+        }
+        for (path, bytes) in self.stale_tmp {
+            self.report.stale_tmp_removed.push(path);
+            self.report.stale_tmp_bytes += bytes;
+        }
+        self.report.after_bytes = self.report.before_bytes.saturating_sub(self.report.freed_bytes);
+        self.report
+    }
+
+    /// Removes the chosen units, sparing any used since the scan (its stamps are read again
+    /// just before it would go), and the stale tmp files.
+    pub fn apply(mut self, layout: &CacheLayout) -> PruneReport {
+        let report = &mut self.report;
+        for (unit, scanned_access) in self.victims {
             match scan_unit(layout, &unit.key) {
-                Ok(Some(now_unit)) if now_unit.last_access > unit.last_access => {
+                Ok(Some(now_unit)) if now_unit.last_access > scanned_access => {
                     report.spared_in_use += 1;
                     continue;
                 }
+                // Gone meanwhile (purged): nothing to free.
                 Ok(None) => continue,
                 Ok(Some(_)) => {}
                 Err(error) => {
@@ -216,20 +277,18 @@ pub fn prune_at(
                 report.errors.push(format!("{}: {error}", unit.key));
                 continue;
             }
+            report.freed_bytes += unit.bytes;
+            report.removed.push(unit);
         }
-        report.freed_bytes += pruned.bytes;
-        report.removed.push(pruned);
-    }
-    report.after_bytes = before.saturating_sub(report.freed_bytes);
-
-    for (path, bytes, modified) in &scanned.tmp_files {
-        let stale = now.duration_since(*modified).is_ok_and(|age| age > STALE_TMP_AGE);
-        if stale && (options.dry_run || remove_if_present(path)) {
-            report.stale_tmp_removed.push(path.clone());
-            report.stale_tmp_bytes += bytes;
+        report.after_bytes = report.before_bytes.saturating_sub(report.freed_bytes);
+        for (path, bytes) in self.stale_tmp {
+            if remove_if_present(&path) {
+                report.stale_tmp_removed.push(path);
+                report.stale_tmp_bytes += bytes;
+            }
         }
+        self.report
     }
-    Ok(report)
 }
 
 fn remove_if_present(path: &Path) -> bool {

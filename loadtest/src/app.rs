@@ -62,7 +62,9 @@ pub async fn run(config: Config, command: String) -> anyhow::Result<Verdict> {
     let on_interrupt = stop.clone();
     tokio::spawn(async move {
         if tokio::signal::ctrl_c().await.is_ok() {
-            eprintln!("loadtest: interrupted: finishing the requests in flight, then writing the report");
+            eprintln!(
+                "loadtest: interrupted: finishing the requests in flight, then writing the report"
+            );
             on_interrupt.trigger();
         }
     });
@@ -116,7 +118,11 @@ pub async fn run(config: Config, command: String) -> anyhow::Result<Verdict> {
         .with_context(|| format!("cannot read {}", csv_path.display()))?;
     let outcome = match table::read_csv(file) {
         Ok(rows) => {
-            let names: Vec<String> = config.targets.iter().map(|target| target.name.clone()).collect();
+            let names: Vec<String> = config
+                .targets
+                .iter()
+                .map(|target| target.name.clone())
+                .collect();
             table::check(&rows, &names, &sources, &derivatives)
         }
         Err(error) => table::CheckOutcome {

@@ -48,12 +48,21 @@ pub fn latency_over_time(title: &str, series: &[(String, Vec<Second>)]) -> Strin
         svg.text(pixel, bottom + 18.0, &tick.to_string(), 11, "middle");
         tick += step;
     }
-    svg.text((LEFT + right) / 2.0, bottom + 38.0, "seconds into the measured window", 12, "middle");
+    svg.text(
+        (LEFT + right) / 2.0,
+        bottom + 38.0,
+        "seconds into the measured window",
+        12,
+        "middle",
+    );
     svg.vertical_text(18.0, (TOP + bottom) / 2.0, "latency, ms (log)", 12);
 
     for (index, (name, seconds)) in series.iter().enumerate() {
         for (pick, dash) in [
-            (Box::new(|s: &Second| s.median_ms) as Box<dyn Fn(&Second) -> Option<f64>>, None),
+            (
+                Box::new(|s: &Second| s.median_ms) as Box<dyn Fn(&Second) -> Option<f64>>,
+                None,
+            ),
             (Box::new(|s: &Second| s.p99_ms), Some("6 4")),
         ] {
             // Split the line where a second has no value.
@@ -70,10 +79,34 @@ pub fn latency_over_time(title: &str, series: &[(String, Vec<Second>)]) -> Strin
             svg.polyline(&segment, colour(index), 1.8, dash);
         }
         let legend_y = TOP + 10.0 + index as f64 * 40.0;
-        svg.line((right + 15.0, legend_y), (right + 45.0, legend_y), colour(index), 2.0, None);
-        svg.text(right + 50.0, legend_y + 4.0, &format!("{name} median"), 12, "start");
-        svg.line((right + 15.0, legend_y + 16.0), (right + 45.0, legend_y + 16.0), colour(index), 2.0, Some("6 4"));
-        svg.text(right + 50.0, legend_y + 20.0, &format!("{name} p99"), 12, "start");
+        svg.line(
+            (right + 15.0, legend_y),
+            (right + 45.0, legend_y),
+            colour(index),
+            2.0,
+            None,
+        );
+        svg.text(
+            right + 50.0,
+            legend_y + 4.0,
+            &format!("{name} median"),
+            12,
+            "start",
+        );
+        svg.line(
+            (right + 15.0, legend_y + 16.0),
+            (right + 45.0, legend_y + 16.0),
+            colour(index),
+            2.0,
+            Some("6 4"),
+        );
+        svg.text(
+            right + 50.0,
+            legend_y + 20.0,
+            &format!("{name} p99"),
+            12,
+            "start",
+        );
     }
     svg.finish()
 }
@@ -109,7 +142,13 @@ pub fn latency_by_class(title: &str, rows: &[Row], targets: &[String]) -> String
         svg.line((pixel, TOP), (pixel, bottom), "#dddddd", 1.0, None);
         svg.text(pixel, bottom + 18.0, &ms_label(tick), 11, "middle");
     }
-    svg.text((left + right) / 2.0, bottom + 38.0, "latency, ms (log): bar = median, whisker = p99", 12, "middle");
+    svg.text(
+        (left + right) / 2.0,
+        bottom + 38.0,
+        "latency, ms (log): bar = median, whisker = p99",
+        12,
+        "middle",
+    );
 
     for (class_index, class) in classes.iter().enumerate() {
         let group_top = TOP + class_index as f64 * group + 6.0;
@@ -124,19 +163,51 @@ pub fn latency_by_class(title: &str, rows: &[Row], targets: &[String]) -> String
             let top = group_top + target_index as f64 * bar;
             let middle = top + bar / 2.0 - 0.5;
             if let Some(median) = row.median_ms {
-                svg.rect(left, top, x.pixel(median) - left, bar - 2.0, colour(target_index), None);
+                svg.rect(
+                    left,
+                    top,
+                    x.pixel(median) - left,
+                    bar - 2.0,
+                    colour(target_index),
+                    None,
+                );
                 if let Some(p99) = row.p99_ms {
-                    svg.line((x.pixel(median), middle), (x.pixel(p99), middle), "black", 1.2, None);
-                    svg.line((x.pixel(p99), top + 1.0), (x.pixel(p99), top + bar - 3.0), "black", 1.2, None);
+                    svg.line(
+                        (x.pixel(median), middle),
+                        (x.pixel(p99), middle),
+                        "black",
+                        1.2,
+                        None,
+                    );
+                    svg.line(
+                        (x.pixel(p99), top + 1.0),
+                        (x.pixel(p99), top + bar - 3.0),
+                        "black",
+                        1.2,
+                        None,
+                    );
                 }
             } else {
-                svg.text(left + 4.0, middle + 4.0, "no successful request", 10, "start");
+                svg.text(
+                    left + 4.0,
+                    middle + 4.0,
+                    "no successful request",
+                    10,
+                    "start",
+                );
             }
         }
     }
     for (index, target) in targets.iter().enumerate() {
         let legend_y = TOP + 10.0 + index as f64 * 22.0;
-        svg.rect(right + 15.0, legend_y - 8.0, 24.0, 10.0, colour(index), None);
+        svg.rect(
+            right + 15.0,
+            legend_y - 8.0,
+            24.0,
+            10.0,
+            colour(index),
+            None,
+        );
         svg.text(right + 45.0, legend_y + 1.0, target, 12, "start");
     }
     svg.finish()
@@ -196,8 +267,22 @@ mod tests {
             p99_ms: median.map(|m| m * 3.0),
         };
         let series = vec![
-            ("gateway".to_string(), vec![second(0, Some(5.0)), second(1, Some(6.0)), second(2, Some(4.0))]),
-            ("baseline".to_string(), vec![second(0, Some(50.0)), second(1, None), second(2, Some(40.0))]),
+            (
+                "gateway".to_string(),
+                vec![
+                    second(0, Some(5.0)),
+                    second(1, Some(6.0)),
+                    second(2, Some(4.0)),
+                ],
+            ),
+            (
+                "baseline".to_string(),
+                vec![
+                    second(0, Some(50.0)),
+                    second(1, None),
+                    second(2, Some(40.0)),
+                ],
+            ),
         ];
         let svg = latency_over_time("t", &series);
         // gateway: two polylines; baseline: a gap splits each statistic into two dots.
@@ -209,12 +294,30 @@ mod tests {
     #[test]
     fn the_class_chart_has_a_bar_per_target_and_class() {
         let row = |target: &str, source, derivative, latencies: Vec<u64>| {
-            Row::new(target, source, derivative, &Latencies::new(latencies), 10, 0, 1.0)
+            Row::new(
+                target,
+                source,
+                derivative,
+                &Latencies::new(latencies),
+                10,
+                0,
+                1.0,
+            )
         };
         let rows = vec![
-            row("gateway", Some(SourceClass::Small), Some(Derivative::Tile), vec![1000, 2000]),
+            row(
+                "gateway",
+                Some(SourceClass::Small),
+                Some(Derivative::Tile),
+                vec![1000, 2000],
+            ),
             row("gateway", None, None, vec![1000, 2000]),
-            row("baseline", Some(SourceClass::Small), Some(Derivative::Tile), vec![]),
+            row(
+                "baseline",
+                Some(SourceClass::Small),
+                Some(Derivative::Tile),
+                vec![],
+            ),
             row("baseline", None, None, vec![5000]),
         ];
         let svg = latency_by_class("c", &rows, &["gateway".into(), "baseline".into()]);

@@ -7,7 +7,7 @@ use std::time::Duration;
 use clap::Parser;
 
 use crate::dataset::{self, Dataset, SourceClass};
-use crate::engine::{Mode, Settings};
+use crate::engine::{Mode, RetryAfter, Settings};
 use crate::mix::Mix;
 use crate::rss::Watched;
 use crate::shape::SizeLimit;
@@ -55,6 +55,11 @@ pub struct Args {
     /// sent to every target in turn within one phase.
     #[arg(long, value_enum, default_value_t = Mode::Sequential)]
     pub mode: Mode,
+    /// What a user does with the Retry-After of an error answer (the gateway's deliberate 503s): honor =
+    /// wait that long before its next request, as a well-behaved client backs off (the wait is not latency);
+    /// ignore = send the next request at once.
+    #[arg(long, value_enum, default_value_t = RetryAfter::Honor)]
+    pub retry_after: RetryAfter,
     /// Derivative weights: `report` (tile=50,128=50,1024=10,3000-4096=10,full=1), `even`, or a list such as
     /// `tile=1,128=1`.
     #[arg(long, default_value = "report")]
@@ -193,11 +198,15 @@ impl Config {
         let mut dataset = Dataset::default();
         for spec in &args.ids {
             let Some((class_name, file)) = spec.split_once('=') else {
-                problems.push(format!("invalid --ids {spec:?}: expected CLASS=FILE, e.g. small=lists/small.txt"));
+                problems.push(format!(
+                    "invalid --ids {spec:?}: expected CLASS=FILE, e.g. small=lists/small.txt"
+                ));
                 continue;
             };
             let Some(class) = SourceClass::from_name(class_name.trim()) else {
-                problems.push(format!("invalid --ids class {class_name:?}: use small, medium or large"));
+                problems.push(format!(
+                    "invalid --ids class {class_name:?}: use small, medium or large"
+                ));
                 continue;
             };
             if !dataset.images(class).is_empty() {
@@ -258,6 +267,7 @@ impl Config {
                 mode: args.mode,
                 size_limit,
                 progress_every: args.progress,
+                retry_after: args.retry_after,
             },
             watched,
             out: args.out,
@@ -324,7 +334,9 @@ mod tests {
         .unwrap_err();
         assert_eq!(problems.len(), 8, "{problems:#?}");
         assert!(problems.iter().any(|p| p.contains("given twice")));
-        assert!(problems.iter().any(|p| p.contains("cannot read /nonexistent/list.txt")));
+        assert!(problems
+            .iter()
+            .any(|p| p.contains("cannot read /nonexistent/list.txt")));
     }
 
     #[test]
@@ -346,7 +358,8 @@ mod tests {
         assert_eq!(config.baseline.as_deref(), Some("baseline"));
         assert_eq!(config.title, "10 users");
         assert_eq!(config.dataset.images(SourceClass::Small).len(), 1);
-        let single = Config::from_args(args(&["--target", "g=http://127.0.0.1:1/", "--ids", &ids])).unwrap();
+        let single =
+            Config::from_args(args(&["--target", "g=http://127.0.0.1:1/", "--ids", &ids])).unwrap();
         assert_eq!(single.baseline, None);
         std::fs::remove_dir_all(dir).unwrap();
     }

@@ -12,7 +12,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use http_body_util::{BodyExt, Empty};
 use hyper::client::conn::http1::{self, SendRequest};
-use hyper::header::{HeaderValue, HOST, USER_AGENT};
+use hyper::header::{HeaderValue, HOST, RETRY_AFTER, USER_AGENT};
 use hyper::Request;
 use hyper_util::rt::TokioIo;
 use tokio::net::TcpStream;
@@ -33,6 +33,14 @@ pub struct Exchange {
     pub bytes: u64,
     /// Why it failed, with a human-readable detail; `None` on success.
     pub failure: Option<(FailureKind, String)>,
+    /// The `Retry-After` of an error answer, when it gave one in seconds.
+    pub retry_after: Option<Duration>,
+}
+
+/// What a completed exchange answered.
+struct Answer {
+    status: u16,
+    retry_after: Option<Duration>,
 }
 
 /// An open connection and the task that drives it.
@@ -90,9 +98,14 @@ impl Client {
             }
         })
         .await;
+        let mut retry_after = None;
         let failure = match outcome {
-            Ok(Ok(None)) => None,
-            Ok(Ok(Some(status))) => Some((FailureKind::Status(status), format!("status {status}"))),
+            Ok(Ok(answer)) if (200..300).contains(&answer.status) => None,
+            Ok(Ok(answer)) => {
+                retry_after = answer.retry_after;
+                let status = answer.status;
+                Some((FailureKind::Status(status), format!("status {status}")))
+            }
             Ok(Err(broken)) => {
                 self.connection = None;
                 Some((broken.kind, broken.detail))
@@ -110,12 +123,13 @@ impl Client {
             latency: started.elapsed(),
             bytes,
             failure,
+            retry_after,
         }
     }
 
-    /// One attempt: `Ok(None)` for a 2xx answer, `Ok(Some(status))` for another status (body drained, the
-    /// connection stays usable), `Err` when the connection broke.
-    async fn exchange(&mut self, path: &str, bytes: &mut u64) -> Result<Option<u16>, Broken> {
+    /// One attempt: the answer's status once its body has been read (the connection stays usable whatever
+    /// the status), `Err` when the connection broke.
+    async fn exchange(&mut self, path: &str, bytes: &mut u64) -> Result<Answer, Broken> {
         let host = self.host.clone();
         let connection = self.connection().await?;
         let reused = connection.used;
@@ -138,7 +152,13 @@ impl Client {
             .send_request(request)
             .await
             .map_err(|error| broken(FailureKind::Transport, error.to_string(), false))?;
-        let status = response.status();
+        let status = response.status().as_u16();
+        let retry_after = response
+            .headers()
+            .get(RETRY_AFTER)
+            .and_then(|value| value.to_str().ok())
+            .and_then(|value| value.trim().parse::<u64>().ok())
+            .map(Duration::from_secs);
         let mut body = response.into_body();
         while let Some(frame) = body.frame().await {
             let frame =
@@ -147,11 +167,10 @@ impl Client {
                 *bytes += data.len() as u64;
             }
         }
-        if status.is_success() {
-            Ok(None)
-        } else {
-            Ok(Some(status.as_u16()))
-        }
+        Ok(Answer {
+            status,
+            retry_after,
+        })
     }
 
     /// The open connection, opening one when there is none or the server closed it.
@@ -200,42 +219,8 @@ impl Client {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use crate::test_server::server;
     use tokio::net::TcpListener;
-
-    /// A one-purpose HTTP server on loopback: answers each connection's requests with `respond(n)`, where `n`
-    /// counts requests across connections.
-    async fn server(respond: fn(usize) -> Option<&'static str>) -> SocketAddr {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let address = listener.local_addr().unwrap();
-        tokio::spawn(async move {
-            let counter = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
-            loop {
-                let (mut socket, _) = listener.accept().await.unwrap();
-                let counter = counter.clone();
-                tokio::spawn(async move {
-                    let mut buffer = vec![0u8; 4096];
-                    loop {
-                        let Ok(n) = socket.read(&mut buffer).await else { return };
-                        if n == 0 {
-                            return;
-                        }
-                        let index = counter.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
-                        match respond(index) {
-                            Some(answer) => {
-                                if socket.write_all(answer.as_bytes()).await.is_err() {
-                                    return;
-                                }
-                            }
-                            // Hang: never answer.
-                            None => tokio::time::sleep(Duration::from_secs(3600)).await,
-                        }
-                    }
-                });
-            }
-        });
-        address
-    }
 
     fn client(address: SocketAddr, timeout: Duration) -> Client {
         Client::new(address, HeaderValue::from_static("test"), timeout)
@@ -254,36 +239,53 @@ mod tests {
 
     #[tokio::test]
     async fn a_non_2xx_status_is_a_failure_of_its_own_code() {
-        let address =
-            server(|_| Some("HTTP/1.1 503 Service Unavailable\r\ncontent-length: 2\r\n\r\nno")).await;
+        let address = server(|_| {
+            Some(
+                "HTTP/1.1 503 Service Unavailable\r\nretry-after: 2\r\ncontent-length: 2\r\n\r\nno",
+            )
+        })
+        .await;
         let exchange = client(address, Duration::from_secs(5)).get("/a").await;
-        assert_eq!(exchange.failure.map(|(kind, _)| kind), Some(FailureKind::Status(503)));
+        assert_eq!(
+            exchange.failure.map(|(kind, _)| kind),
+            Some(FailureKind::Status(503))
+        );
         assert_eq!(exchange.bytes, 2);
+        assert_eq!(exchange.retry_after, Some(Duration::from_secs(2)));
     }
 
     #[tokio::test]
     async fn a_server_that_never_answers_is_a_timeout() {
         let address = server(|_| None).await;
         let exchange = client(address, Duration::from_millis(200)).get("/a").await;
-        assert_eq!(exchange.failure.map(|(kind, _)| kind), Some(FailureKind::Timeout));
+        assert_eq!(
+            exchange.failure.map(|(kind, _)| kind),
+            Some(FailureKind::Timeout)
+        );
         assert!(exchange.latency >= Duration::from_millis(200));
     }
 
     #[tokio::test]
     async fn a_refused_connection_is_a_connect_failure() {
         // Bind and drop, so nothing listens on the port.
-        let address = TcpListener::bind("127.0.0.1:0").await.unwrap().local_addr().unwrap();
+        let address = TcpListener::bind("127.0.0.1:0")
+            .await
+            .unwrap()
+            .local_addr()
+            .unwrap();
         let exchange = client(address, Duration::from_secs(5)).get("/a").await;
-        assert_eq!(exchange.failure.map(|(kind, _)| kind), Some(FailureKind::Connect));
+        assert_eq!(
+            exchange.failure.map(|(kind, _)| kind),
+            Some(FailureKind::Connect)
+        );
     }
 
     #[tokio::test]
     async fn a_connection_closed_by_the_server_is_reopened() {
         // Every answer closes the connection; each request must still succeed.
-        let address = server(|_| {
-            Some("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\nx")
-        })
-        .await;
+        let address =
+            server(|_| Some("HTTP/1.1 200 OK\r\nconnection: close\r\ncontent-length: 1\r\n\r\nx"))
+                .await;
         let mut client = client(address, Duration::from_secs(5));
         for _ in 0..3 {
             assert!(client.get("/a").await.failure.is_none());

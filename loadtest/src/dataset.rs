@@ -38,7 +38,9 @@ impl SourceClass {
 
     /// Parses [`SourceClass::name`].
     pub fn from_name(name: &str) -> Option<SourceClass> {
-        SourceClass::ALL.into_iter().find(|class| class.name() == name)
+        SourceClass::ALL
+            .into_iter()
+            .find(|class| class.name() == name)
     }
 
     /// The inclusive lower bound in megapixels (the table's `src min`).
@@ -155,7 +157,11 @@ pub enum DatasetError {
 ///
 /// Any malformed line, an identifier that is not a single encoded path segment, an image whose size belongs to
 /// another class, or a list without images.
-pub fn parse_list(class: SourceClass, text: &str, origin: &str) -> Result<Vec<Image>, DatasetError> {
+pub fn parse_list(
+    class: SourceClass,
+    text: &str,
+    origin: &str,
+) -> Result<Vec<Image>, DatasetError> {
     let mut images = Vec::new();
     for (index, raw_line) in text.lines().enumerate() {
         let line = index + 1;
@@ -269,7 +275,8 @@ mod tests {
 
     #[test]
     fn parses_a_list_with_comments_and_blank_lines() {
-        let text = "# identifier width height\n\nsmall-01 2736 1824\n  Zo%C3%AB%20caf%C3%A9  512 512  \n";
+        let text =
+            "# identifier width height\n\nsmall-01 2736 1824\n  Zo%C3%AB%20caf%C3%A9  512 512  \n";
         let images = parse_list(SourceClass::Small, text, "small.txt").unwrap();
         assert_eq!(
             images,
@@ -291,7 +298,8 @@ mod tests {
     #[test]
     fn rejects_malformed_lines_with_their_line_number() {
         for bad in ["a 1", "a 1 2 3", "a x 2", "a 0 2", "a -1 2"] {
-            let error = parse_list(SourceClass::Small, &format!("ok 10 10\n{bad}\n"), "f").unwrap_err();
+            let error =
+                parse_list(SourceClass::Small, &format!("ok 10 10\n{bad}\n"), "f").unwrap_err();
             assert!(
                 matches!(error, DatasetError::Malformed { line: 2, .. }),
                 "{bad}: {error}"
@@ -303,7 +311,10 @@ mod tests {
     fn rejects_identifiers_that_are_not_one_encoded_segment() {
         for bad in ["a/b", "a?b", "a#b", "Zoë"] {
             let error = parse_list(SourceClass::Small, &format!("{bad} 10 10"), "f").unwrap_err();
-            assert!(matches!(error, DatasetError::BadIdentifier { .. }), "{bad}: {error}");
+            assert!(
+                matches!(error, DatasetError::BadIdentifier { .. }),
+                "{bad}: {error}"
+            );
         }
     }
 

@@ -60,6 +60,18 @@ pub struct Settings {
     pub size_limit: SizeLimit,
     /// How often progress is printed.
     pub progress_every: Duration,
+    /// Whether a user waits for an error answer's `Retry-After` before its next request.
+    pub retry_after: RetryAfter,
+}
+
+/// What a virtual user does with the `Retry-After` of an error answer (the gateway's deliberate 503s).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
+pub enum RetryAfter {
+    /// Wait that long (at most until the end of the window) before the next request, as a well-behaved
+    /// client backs off; the wait is not part of any latency.
+    Honor,
+    /// Send the next request at once: a tight loop of rejected requests, a stress test of the rejection path.
+    Ignore,
 }
 
 /// A target with its resolved address.
@@ -81,11 +93,22 @@ impl Endpoint {
     pub async fn resolve(target: Target) -> anyhow::Result<Endpoint> {
         let address = tokio::net::lookup_host(&target.authority)
             .await
-            .with_context(|| format!("target {}: cannot resolve {}", target.name, target.authority))?
+            .with_context(|| {
+                format!(
+                    "target {}: cannot resolve {}",
+                    target.name, target.authority
+                )
+            })?
             .next()
-            .with_context(|| format!("target {}: {} has no address", target.name, target.authority))?;
-        let host = HeaderValue::from_str(&target.authority)
-            .with_context(|| format!("target {}: invalid host {}", target.name, target.authority))?;
+            .with_context(|| {
+                format!(
+                    "target {}: {} has no address",
+                    target.name, target.authority
+                )
+            })?;
+        let host = HeaderValue::from_str(&target.authority).with_context(|| {
+            format!("target {}: invalid host {}", target.name, target.authority)
+        })?;
         Ok(Endpoint {
             target,
             address,
@@ -138,7 +161,10 @@ pub struct Stop {
 impl Stop {
     /// Triggers the stop (the first call's time counts).
     pub fn trigger(&self) {
-        let mut at = self.at.lock().expect("never poisoned: no panics while held");
+        let mut at = self
+            .at
+            .lock()
+            .expect("never poisoned: no panics while held");
         at.get_or_insert_with(Instant::now);
         self.set.store(true, Ordering::SeqCst);
     }
@@ -150,7 +176,10 @@ impl Stop {
 
     /// When it was triggered.
     fn at(&self) -> Option<Instant> {
-        *self.at.lock().expect("never poisoned: no panics while held")
+        *self
+            .at
+            .lock()
+            .expect("never poisoned: no panics while held")
     }
 }
 
@@ -275,9 +304,9 @@ async fn run_phase(
         "loadtest: phase {names} done: {successes} ok, {failures} failed, {} warm-up requests not recorded",
         progress.warmup.load(Ordering::Relaxed)
     );
-    recording.failure_examples.extend(
-        std::mem::take(&mut *examples.lock().expect("no user panics while holding it")),
-    );
+    recording.failure_examples.extend(std::mem::take(
+        &mut *examples.lock().expect("no user panics while holding it"),
+    ));
     PhaseResult {
         targets: targets.to_vec(),
         measured: window_end.saturating_duration_since(measure_start),
@@ -302,7 +331,11 @@ async fn run_user(
         .iter()
         .map(|index| {
             let endpoint = &plan.endpoints[*index];
-            Client::new(endpoint.address, endpoint.host.clone(), settings.request_timeout)
+            Client::new(
+                endpoint.address,
+                endpoint.host.clone(),
+                settings.request_timeout,
+            )
         })
         .collect();
     let mut samples = Vec::new();
@@ -323,31 +356,34 @@ async fn run_user(
             let exchange = clients[slot].get(&path).await;
             if started < measure_start {
                 progress.warmup.fetch_add(1, Ordering::Relaxed);
-                continue;
-            }
-            let failure = exchange.failure.map(|(kind, detail)| {
-                examples
-                    .lock()
-                    .expect("no user panics while holding it")
-                    .entry((target_index, kind))
-                    .or_insert_with(|| format!("{detail} (GET {path})"));
-                kind
-            });
-            let counter = if failure.is_some() {
-                &progress.failures
             } else {
-                &progress.successes
-            };
-            counter.fetch_add(1, Ordering::Relaxed);
-            samples.push(Sample {
-                target: target_index,
-                source: planned.source,
-                derivative: planned.derivative,
-                started: started - measure_start,
-                latency: exchange.latency,
-                bytes: exchange.bytes,
-                failure,
-            });
+                let failure = exchange.failure.map(|(kind, detail)| {
+                    examples
+                        .lock()
+                        .expect("no user panics while holding it")
+                        .entry((target_index, kind))
+                        .or_insert_with(|| format!("{detail} (GET {path})"));
+                    kind
+                });
+                let counter = if failure.is_some() {
+                    &progress.failures
+                } else {
+                    &progress.successes
+                };
+                counter.fetch_add(1, Ordering::Relaxed);
+                samples.push(Sample {
+                    target: target_index,
+                    source: planned.source,
+                    derivative: planned.derivative,
+                    started: started - measure_start,
+                    latency: exchange.latency,
+                    bytes: exchange.bytes,
+                    failure,
+                });
+            }
+            if let (RetryAfter::Honor, Some(wait)) = (settings.retry_after, exchange.retry_after) {
+                tokio::time::sleep_until((Instant::now() + wait).min(end)).await;
+            }
         }
         round += 1;
     }
@@ -386,5 +422,169 @@ async fn report_progress(
         } else {
             eprintln!("loadtest: {names}: window closed, waiting for requests in flight");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::dataset::{Image, SourceClass};
+    use crate::test_server::server;
+
+    fn dataset() -> Arc<Dataset> {
+        let mut dataset = Dataset::default();
+        dataset.insert(
+            SourceClass::Small,
+            vec![Image {
+                identifier: "a".into(),
+                width: 2000,
+                height: 1500,
+            }],
+        );
+        Arc::new(dataset)
+    }
+
+    fn settings(mode: Mode, retry_after: RetryAfter) -> Settings {
+        Settings {
+            users: 3,
+            duration: Duration::from_millis(300),
+            warmup: Duration::from_millis(50),
+            request_timeout: Duration::from_secs(5),
+            seed: 1,
+            mode,
+            size_limit: SizeLimit::LOCAL_STACK,
+            progress_every: Duration::from_secs(60),
+            retry_after,
+        }
+    }
+
+    async fn endpoint(name: &str, address: SocketAddr) -> Endpoint {
+        Endpoint::resolve(Target::parse(&format!("{name}=http://{address}/iiif/2")).unwrap())
+            .await
+            .unwrap()
+    }
+
+    const OK: &str = "HTTP/1.1 200 OK\r\ncontent-length: 3\r\n\r\nabc";
+    const BUSY: &str =
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: 60\r\ncontent-length: 0\r\n\r\n";
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn sequential_phases_record_each_target_in_its_own_window() {
+        let first = endpoint("first", server(|_| Some(OK)).await).await;
+        let second = endpoint("second", server(|_| Some(OK)).await).await;
+        let recording = run(
+            settings(Mode::Sequential, RetryAfter::Honor),
+            vec![first, second],
+            dataset(),
+            Arc::new(Mix::report()),
+            None,
+            Arc::new(Stop::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(recording.phases.len(), 2);
+        assert_eq!(recording.phases[1].targets, vec![1]);
+        for target in 0..2 {
+            let samples: Vec<&Sample> = recording
+                .samples
+                .iter()
+                .filter(|s| s.target == target)
+                .collect();
+            assert!(!samples.is_empty(), "target {target} has no samples");
+            assert!(samples.iter().all(|s| s.failure.is_none() && s.bytes == 3));
+            // Only requests that started inside the window are recorded.
+            assert!(samples
+                .iter()
+                .all(|s| s.started < Duration::from_millis(300)));
+            assert_eq!(recording.measured(target), Duration::from_millis(300));
+        }
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn interleaved_sends_every_request_to_every_target() {
+        let first = endpoint("first", server(|_| Some(OK)).await).await;
+        let second = endpoint("second", server(|_| Some(OK)).await).await;
+        let recording = run(
+            settings(Mode::Interleaved, RetryAfter::Honor),
+            vec![first, second],
+            dataset(),
+            Arc::new(Mix::report()),
+            None,
+            Arc::new(Stop::default()),
+        )
+        .await
+        .unwrap();
+        assert_eq!(recording.phases.len(), 1);
+        let count = |target| {
+            recording
+                .samples
+                .iter()
+                .filter(|s| s.target == target)
+                .count()
+        };
+        // Each round sends one request to each target; the window may cut at most one round per user short.
+        assert!(count(0) > 0);
+        assert!(
+            count(0).abs_diff(count(1)) <= 3,
+            "{} vs {}",
+            count(0),
+            count(1)
+        );
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn retry_after_is_honoured_or_ignored() {
+        let busy = server(|_| Some(BUSY)).await;
+        let measured_requests = |retry_after| async move {
+            let recording = run(
+                Settings {
+                    warmup: Duration::ZERO,
+                    ..settings(Mode::Sequential, retry_after)
+                },
+                vec![endpoint("busy", busy).await],
+                dataset(),
+                Arc::new(Mix::report()),
+                None,
+                Arc::new(Stop::default()),
+            )
+            .await
+            .unwrap();
+            assert!(recording
+                .samples
+                .iter()
+                .all(|s| s.failure == Some(FailureKind::Status(503))));
+            recording.samples.len()
+        };
+        // Honouring a 60 s Retry-After, each of the 3 users sends one request in the 300 ms window.
+        assert_eq!(measured_requests(RetryAfter::Honor).await, 3);
+        assert!(measured_requests(RetryAfter::Ignore).await > 3);
+    }
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+    async fn a_stop_ends_the_phase_early_and_shortens_the_window() {
+        let target = endpoint("t", server(|_| Some(OK)).await).await;
+        let stop = Arc::new(Stop::default());
+        let trigger = stop.clone();
+        tokio::spawn(async move {
+            tokio::time::sleep(Duration::from_millis(200)).await;
+            trigger.trigger();
+        });
+        let recording = run(
+            Settings {
+                duration: Duration::from_secs(3600),
+                ..settings(Mode::Sequential, RetryAfter::Honor)
+            },
+            vec![target],
+            dataset(),
+            Arc::new(Mix::report()),
+            None,
+            stop,
+        )
+        .await
+        .unwrap();
+        let phase = &recording.phases[0];
+        assert!(phase.interrupted);
+        assert!(phase.measured < Duration::from_secs(3600));
+        assert!(!recording.samples.is_empty());
     }
 }

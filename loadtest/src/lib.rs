@@ -41,3 +41,6 @@ pub mod table;
 pub mod target;
 pub mod tile;
 pub mod timeline;
+
+#[cfg(test)]
+mod test_server;

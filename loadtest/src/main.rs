@@ -9,7 +9,10 @@ use loadtest::app::{self, Verdict};
 use loadtest::cli::{Args, Config};
 
 fn main() -> ExitCode {
-    let command = std::env::args().map(|arg| shell_quote(&arg)).collect::<Vec<_>>().join(" ");
+    let command = std::env::args()
+        .map(|arg| shell_quote(&arg))
+        .collect::<Vec<_>>()
+        .join(" ");
     let config = match Config::from_args(Args::parse()) {
         Ok(config) => config,
         Err(problems) => {
@@ -19,7 +22,10 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(runtime) => runtime,
         Err(error) => {
             eprintln!("loadtest: cannot start the runtime: {error}");

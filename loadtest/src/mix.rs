@@ -251,7 +251,11 @@ mod tests {
         assert_eq!(mix.weight(Derivative::Full), 0);
         assert_eq!(
             mix.active(),
-            vec![Derivative::Tile, Derivative::Thumb128, Derivative::Render3000To4096]
+            vec![
+                Derivative::Tile,
+                Derivative::Thumb128,
+                Derivative::Render3000To4096
+            ]
         );
     }
 
@@ -259,7 +263,10 @@ mod tests {
     fn rejects_bad_mixes() {
         assert_eq!(Mix::parse("tile"), Err(MixError::Syntax("tile".into())));
         assert_eq!(Mix::parse("tile=x"), Err(MixError::Syntax("tile=x".into())));
-        assert_eq!(Mix::parse("huge=1"), Err(MixError::UnknownClass("huge".into())));
+        assert_eq!(
+            Mix::parse("huge=1"),
+            Err(MixError::UnknownClass("huge".into()))
+        );
         assert_eq!(
             Mix::parse("128=1,thumb=2"),
             Err(MixError::Duplicate(Derivative::Thumb128))

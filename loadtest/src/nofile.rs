@@ -7,7 +7,9 @@ pub const RESERVE: u64 = 64;
 
 /// The soft "Max open files" limit from the text of `/proc/self/limits`; `None` when absent or unlimited.
 pub fn soft_limit(limits: &str) -> Option<u64> {
-    let line = limits.lines().find(|line| line.starts_with("Max open files"))?;
+    let line = limits
+        .lines()
+        .find(|line| line.starts_with("Max open files"))?;
     line.trim_start_matches("Max open files")
         .split_whitespace()
         .next()?
@@ -32,7 +34,8 @@ mod tests {
                     Max cpu time              unlimited            unlimited            seconds   \n\
                     Max open files            1024                 524288               files     \n";
         assert_eq!(soft_limit(text), Some(1024));
-        let unlimited = "Max open files            unlimited            unlimited            files\n";
+        let unlimited =
+            "Max open files            unlimited            unlimited            files\n";
         assert_eq!(soft_limit(unlimited), None);
         assert_eq!(soft_limit(""), None);
     }

@@ -10,7 +10,7 @@ use anyhow::Context;
 
 use crate::charts;
 use crate::dataset::{Dataset, SourceClass};
-use crate::engine::{Mode, Recording, Settings};
+use crate::engine::{Mode, Recording, RetryAfter, Settings};
 use crate::mix::{Derivative, Mix};
 use crate::rss::{self, Reading};
 use crate::sample::{FailureKind, Sample};
@@ -103,7 +103,11 @@ pub fn table_rows(
         let seconds = recording.measured(index).as_secs_f64();
         let mut groups: BTreeMap<(SourceClass, Derivative), Group> = BTreeMap::new();
         let mut any = Group::default();
-        for sample in recording.samples.iter().filter(|sample| sample.target == index) {
+        for sample in recording
+            .samples
+            .iter()
+            .filter(|sample| sample.target == index)
+        {
             groups
                 .entry((sample.source, sample.derivative))
                 .or_default()
@@ -211,7 +215,10 @@ impl Report {
             .iter()
             .enumerate()
             .map(|(index, target)| {
-                let samples = recording.samples.iter().filter(|sample| sample.target == index);
+                let samples = recording
+                    .samples
+                    .iter()
+                    .filter(|sample| sample.target == index);
                 (target.name.clone(), timeline::per_second(samples))
             })
             .collect();
@@ -260,7 +267,10 @@ fn class_cells(source: Option<SourceClass>, derivative: Option<Derivative>) -> S
                 .map_or("-".to_string(), |max| max.to_string()),
         ),
     };
-    format!("{min} | {max} | {}", derivative.map_or("any", Derivative::label))
+    format!(
+        "{min} | {max} | {}",
+        derivative.map_or("any", Derivative::label)
+    )
 }
 
 /// The whole report as Markdown (`summary.md`).
@@ -302,6 +312,15 @@ pub fn summary_markdown(run: &RunDescription<'_>, report: &Report) -> String {
         settings.duration.as_secs_f64(),
         settings.request_timeout.as_secs_f64(),
         settings.seed
+    );
+    let _ = writeln!(
+        out,
+        "- Retry-After of error answers: {}",
+        match settings.retry_after {
+            RetryAfter::Honor =>
+                "honoured (the user waits before its next request; not counted as latency)",
+            RetryAfter::Ignore => "ignored (the user sends its next request at once)",
+        }
     );
     let _ = writeln!(out, "- mix per identifier: {}", run.mix.describe());
     let _ = writeln!(
@@ -420,7 +439,8 @@ pub fn write(dir: &Path, run: &RunDescription<'_>, report: &Report) -> anyhow::R
     fs::create_dir_all(dir).with_context(|| format!("cannot create {}", dir.display()))?;
     let path = |name: &str| dir.join(name);
     let write_file = |name: &str, contents: &[u8]| {
-        fs::write(path(name), contents).with_context(|| format!("cannot write {}", path(name).display()))
+        fs::write(path(name), contents)
+            .with_context(|| format!("cannot write {}", path(name).display()))
     };
 
     let mut csv = Vec::new();
@@ -457,9 +477,11 @@ pub fn write(dir: &Path, run: &RunDescription<'_>, report: &Report) -> anyhow::R
 
     let mut rss_csv = String::from("seconds,phase,process,rss_kib,hwm_kib\n");
     for reading in &report.readings {
-        let (rss, hwm) = reading.memory.map_or((String::new(), String::new()), |memory| {
-            (memory.rss_kib.to_string(), memory.hwm_kib.to_string())
-        });
+        let (rss, hwm) = reading
+            .memory
+            .map_or((String::new(), String::new()), |memory| {
+                (memory.rss_kib.to_string(), memory.hwm_kib.to_string())
+            });
         let _ = writeln!(
             rss_csv,
             "{:.1},{},{},{rss},{hwm}",
@@ -468,11 +490,18 @@ pub fn write(dir: &Path, run: &RunDescription<'_>, report: &Report) -> anyhow::R
     }
     write_file("rss.csv", rss_csv.as_bytes())?;
 
-    let names: Vec<String> = run.targets.iter().map(|target| target.name.clone()).collect();
+    let names: Vec<String> = run
+        .targets
+        .iter()
+        .map(|target| target.name.clone())
+        .collect();
     write_file(
         "latency-over-time.svg",
         charts::latency_over_time(
-            &format!("Latency over time, {}: median (solid) and p99 (dashed) per second", run.title),
+            &format!(
+                "Latency over time, {}: median (solid) and p99 (dashed) per second",
+                run.title
+            ),
             &report.timelines,
         )
         .as_bytes(),
@@ -504,6 +533,7 @@ pub fn write(dir: &Path, run: &RunDescription<'_>, report: &Report) -> anyhow::R
         "duration_seconds": settings.duration.as_secs_f64(),
         "request_timeout_seconds": settings.request_timeout.as_secs_f64(),
         "seed": settings.seed,
+        "retry_after": format!("{:?}", settings.retry_after).to_lowercase(),
         "mix": Derivative::ALL.iter().map(|derivative| (derivative.label().to_string(), run.mix.weight(*derivative))).collect::<BTreeMap<_, _>>(),
         "dataset": run.dataset.classes().iter().map(|class| (class.name().to_string(), run.dataset.images(*class).len())).collect::<BTreeMap<_, _>>(),
         "phases": run.recording.phases.iter().map(|phase| serde_json::json!({
@@ -535,7 +565,12 @@ mod tests {
         Target::parse(&format!("{name}=http://127.0.0.1:1/iiif")).unwrap()
     }
 
-    fn sample(target: usize, derivative: Derivative, latency_ms: u64, failure: Option<FailureKind>) -> Sample {
+    fn sample(
+        target: usize,
+        derivative: Derivative,
+        latency_ms: u64,
+        failure: Option<FailureKind>,
+    ) -> Sample {
         Sample {
             target,
             source: SourceClass::Small,
@@ -600,7 +635,12 @@ mod tests {
     #[test]
     fn ratios_divide_by_the_baseline_row() {
         let targets = [target("gateway"), target("baseline")];
-        let rows = table_rows(&recording(), &targets, &[SourceClass::Small], &[Derivative::Tile, Derivative::Full]);
+        let rows = table_rows(
+            &recording(),
+            &targets,
+            &[SourceClass::Small],
+            &[Derivative::Tile, Derivative::Full],
+        );
         let ratios = ratios(&rows, "baseline");
         assert_eq!(ratios.len(), 3);
         assert_eq!(ratios[0].target, "gateway");

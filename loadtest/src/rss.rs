@@ -32,7 +32,9 @@ impl Watched {
                 pid,
             })
         });
-        parsed.ok_or_else(|| format!("invalid --watch-pid {spec:?}: expected NAME=PID, e.g. gateway=1234"))
+        parsed.ok_or_else(|| {
+            format!("invalid --watch-pid {spec:?}: expected NAME=PID, e.g. gateway=1234")
+        })
     }
 }
 
@@ -50,7 +52,13 @@ pub fn parse_status(text: &str) -> Option<Memory> {
     let field = |name: &str| {
         text.lines()
             .find_map(|line| line.strip_prefix(name))
-            .and_then(|rest| rest.trim().trim_end_matches("kB").trim().parse::<u64>().ok())
+            .and_then(|rest| {
+                rest.trim()
+                    .trim_end_matches("kB")
+                    .trim()
+                    .parse::<u64>()
+                    .ok()
+            })
     };
     Some(Memory {
         rss_kib: field("VmRSS:")?,
@@ -239,11 +247,18 @@ mod tests {
         let summary = peaks(&readings);
         assert_eq!(summary.len(), 2);
         assert_eq!(
-            (summary[0].first_rss_kib, summary[0].last_rss_kib, summary[0].peak_rss_kib),
+            (
+                summary[0].first_rss_kib,
+                summary[0].last_rss_kib,
+                summary[0].peak_rss_kib
+            ),
             (10, 20, 30)
         );
         assert_eq!((summary[0].hwm_kib, summary[0].missing), (21, 1));
-        assert_eq!((summary[1].phase.as_str(), summary[1].peak_rss_kib), ("b", 5));
+        assert_eq!(
+            (summary[1].phase.as_str(), summary[1].peak_rss_kib),
+            ("b", 5)
+        );
     }
 
     #[tokio::test]

@@ -95,7 +95,10 @@ mod tests {
             width,
             height,
         };
-        dataset.insert(SourceClass::Small, vec![image("s1", 2736, 1824), image("s2", 1000, 872)]);
+        dataset.insert(
+            SourceClass::Small,
+            vec![image("s1", 2736, 1824), image("s2", 1000, 872)],
+        );
         dataset.insert(SourceClass::Medium, vec![image("m1", 7680, 5120)]);
         dataset.insert(SourceClass::Large, vec![image("l1", 12288, 8192)]);
         dataset
@@ -107,7 +110,9 @@ mod tests {
         let mix = Mix::report();
         let take = |seed, user| {
             let mut schedule = Schedule::new(&dataset, &mix, seed, user);
-            (0..200).map(|_| schedule.next_request()).collect::<Vec<_>>()
+            (0..200)
+                .map(|_| schedule.next_request())
+                .collect::<Vec<_>>()
         };
         assert_eq!(take(7, 3), take(7, 3));
         assert_ne!(take(7, 3), take(7, 4));
@@ -154,7 +159,10 @@ mod tests {
         let mut schedule = Schedule::new(&dataset, &mix, 2, 9);
         for _ in 0..2000 {
             let request = schedule.next_request();
-            assert_eq!(SourceClass::of_pixels(request.image.pixels()), request.source);
+            assert_eq!(
+                SourceClass::of_pixels(request.image.pixels()),
+                request.source
+            );
             match (request.derivative, request.shape) {
                 (Derivative::Tile, Shape::Tile(tile)) => {
                     assert!(tile.region.x + tile.region.width <= request.image.width);
@@ -174,7 +182,10 @@ mod tests {
     #[test]
     fn classes_without_images_are_never_drawn() {
         let mut only_large = Dataset::default();
-        only_large.insert(SourceClass::Large, dataset().images(SourceClass::Large).to_vec());
+        only_large.insert(
+            SourceClass::Large,
+            dataset().images(SourceClass::Large).to_vec(),
+        );
         let mix = Mix::report();
         let mut schedule = Schedule::new(&only_large, &mix, 3, 0);
         assert!((0..500).all(|_| schedule.next_request().source == SourceClass::Large));

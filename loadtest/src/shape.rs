@@ -59,7 +59,9 @@ impl Shape {
     /// The IIIF path after the base URL: `{identifier}/{region}/{size}/0/default.jpg`.
     pub fn path(&self, image: &Image, version: ApiVersion, limit: &SizeLimit) -> String {
         let (region, size) = match (self, version) {
-            (Shape::Confined(side), ApiVersion::V2) => ("full".to_string(), format!("!{side},{side}")),
+            (Shape::Confined(side), ApiVersion::V2) => {
+                ("full".to_string(), format!("!{side},{side}"))
+            }
             (Shape::Confined(side), ApiVersion::V3) => {
                 let upscale = if *side > image.long_side() { "^" } else { "" };
                 ("full".to_string(), format!("{upscale}!{side},{side}"))

@@ -40,7 +40,14 @@ impl Svg {
     }
 
     /// A straight line; `dash` is an SVG dash array such as `"6 3"`.
-    pub fn line(&mut self, from: (f64, f64), to: (f64, f64), stroke: &str, width: f64, dash: Option<&str>) {
+    pub fn line(
+        &mut self,
+        from: (f64, f64),
+        to: (f64, f64),
+        stroke: &str,
+        width: f64,
+        dash: Option<&str>,
+    ) {
         let _ = writeln!(
             self.body,
             r#"<line x1="{:.1}" y1="{:.1}" x2="{:.1}" y2="{:.1}" stroke="{stroke}" stroke-width="{width}"{}/>"#,
@@ -53,7 +60,13 @@ impl Svg {
     }
 
     /// An open polyline through `points` (nothing for fewer than two points, a dot for one).
-    pub fn polyline(&mut self, points: &[(f64, f64)], stroke: &str, width: f64, dash: Option<&str>) {
+    pub fn polyline(
+        &mut self,
+        points: &[(f64, f64)],
+        stroke: &str,
+        width: f64,
+        dash: Option<&str>,
+    ) {
         match points {
             [] => {}
             [(x, y)] => {
@@ -64,8 +77,10 @@ impl Svg {
                 );
             }
             _ => {
-                let coordinates: Vec<String> =
-                    points.iter().map(|(x, y)| format!("{x:.1},{y:.1}")).collect();
+                let coordinates: Vec<String> = points
+                    .iter()
+                    .map(|(x, y)| format!("{x:.1},{y:.1}"))
+                    .collect();
                 let _ = writeln!(
                     self.body,
                     r#"<polyline points="{}" fill="none" stroke="{stroke}" stroke-width="{width}"{}/>"#,
@@ -77,7 +92,15 @@ impl Svg {
     }
 
     /// A rectangle, filled, optionally outlined.
-    pub fn rect(&mut self, x: f64, y: f64, width: f64, height: f64, fill: &str, stroke: Option<&str>) {
+    pub fn rect(
+        &mut self,
+        x: f64,
+        y: f64,
+        width: f64,
+        height: f64,
+        fill: &str,
+        stroke: Option<&str>,
+    ) {
         let stroke = stroke.map_or(String::new(), |stroke| format!(r#" stroke="{stroke}""#));
         let _ = writeln!(
             self.body,
@@ -117,7 +140,9 @@ impl Svg {
 }
 
 fn dash_attribute(dash: Option<&str>) -> String {
-    dash.map_or(String::new(), |dash| format!(r#" stroke-dasharray="{dash}""#))
+    dash.map_or(String::new(), |dash| {
+        format!(r#" stroke-dasharray="{dash}""#)
+    })
 }
 
 /// A logarithmic scale over whole decades, mapping values to pixels.
@@ -132,9 +157,16 @@ pub struct LogScale {
 impl LogScale {
     /// The smallest range of whole decades that holds every positive value of `values` (1 to 10 when none),
     /// mapped onto `pixel_low..pixel_high` (which may run backwards, as a vertical axis does).
-    pub fn covering(values: impl IntoIterator<Item = f64>, pixel_low: f64, pixel_high: f64) -> LogScale {
+    pub fn covering(
+        values: impl IntoIterator<Item = f64>,
+        pixel_low: f64,
+        pixel_high: f64,
+    ) -> LogScale {
         let (mut low, mut high) = (f64::INFINITY, f64::NEG_INFINITY);
-        for value in values.into_iter().filter(|value| *value > 0.0 && value.is_finite()) {
+        for value in values
+            .into_iter()
+            .filter(|value| *value > 0.0 && value.is_finite())
+        {
             low = low.min(value);
             high = high.max(value);
         }
@@ -203,7 +235,10 @@ mod tests {
         // No data: one decade.
         assert_eq!(LogScale::covering([], 0.0, 1.0).ticks(), vec![1.0, 10.0]);
         // One value on a decade still spans a decade.
-        assert_eq!(LogScale::covering([100.0], 0.0, 1.0).ticks(), vec![100.0, 1000.0]);
+        assert_eq!(
+            LogScale::covering([100.0], 0.0, 1.0).ticks(),
+            vec![100.0, 1000.0]
+        );
     }
 
     #[test]
@@ -222,7 +257,8 @@ mod tests {
         svg.polyline(&[(1.0, 2.0)], "red", 2.0, None);
         svg.text(5.0, 5.0, "<median>", 10, "start");
         let text = svg.finish();
-        assert!(text.starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"100\" height=\"50\""));
+        assert!(text
+            .starts_with("<svg xmlns=\"http://www.w3.org/2000/svg\" width=\"100\" height=\"50\""));
         assert!(text.ends_with("</svg>\n"));
         assert!(text.contains("stroke-dasharray=\"4 2\""));
         assert!(text.contains("points=\"1.0,2.0 3.0,4.0\""));

@@ -84,8 +84,9 @@ impl Row {
 
     /// `src min` as printed.
     fn src_min(&self) -> String {
-        self.source
-            .map_or("any".to_string(), |class| class.min_megapixels().to_string())
+        self.source.map_or("any".to_string(), |class| {
+            class.min_megapixels().to_string()
+        })
     }
 
     /// `src max` as printed (`-` for the open-ended class).
@@ -214,7 +215,10 @@ pub fn write_csv<W: io::Write>(rows: &[Row], writer: W) -> Result<(), csv::Error
 /// Anything that is not such a table: see [`TableError`].
 pub fn read_csv<R: io::Read>(reader: R) -> Result<Vec<Row>, TableError> {
     let mut rows = Vec::new();
-    for (index, record) in csv::Reader::from_reader(reader).deserialize::<Record>().enumerate() {
+    for (index, record) in csv::Reader::from_reader(reader)
+        .deserialize::<Record>()
+        .enumerate()
+    {
         let line = index as u64 + 2;
         let record = record.map_err(|error| TableError::Csv {
             line,
@@ -318,8 +322,17 @@ pub fn check(
                     .problems
                     .push(format!("{name}: {} failed requests", row.failures));
             }
-            let statistics = [row.median_ms, row.avg_ms, row.min_ms, row.max_ms, row.p99_ms];
-            let numbers = statistics.iter().filter(|value| value.is_some_and(f64::is_finite)).count()
+            let statistics = [
+                row.median_ms,
+                row.avg_ms,
+                row.min_ms,
+                row.max_ms,
+                row.p99_ms,
+            ];
+            let numbers = statistics
+                .iter()
+                .filter(|value| value.is_some_and(f64::is_finite))
+                .count()
                 + usize::from(row.avg_size_bytes.is_some());
             let has_requests = row.requests > 0;
             if !row.requests_per_second.is_finite() || numbers != if has_requests { 6 } else { 0 } {
@@ -339,7 +352,10 @@ pub fn check(
             }
         }
     }
-    let known = rows.iter().filter(|row| targets.contains(&row.target)).count();
+    let known = rows
+        .iter()
+        .filter(|row| targets.contains(&row.target))
+        .count();
     if known != rows.len() {
         outcome
             .problems
@@ -409,7 +425,15 @@ mod tests {
             7,
             3.0,
         ));
-        rows.push(Row::new("baseline", Some(SourceClass::Medium), None, &Latencies::default(), 0, 0, 3.0));
+        rows.push(Row::new(
+            "baseline",
+            Some(SourceClass::Medium),
+            None,
+            &Latencies::default(),
+            0,
+            0,
+            3.0,
+        ));
         let mut bytes = Vec::new();
         write_csv(&rows, &mut bytes).unwrap();
         let text = String::from_utf8(bytes.clone()).unwrap();
@@ -450,11 +474,22 @@ mod tests {
             .collect();
         rows.push(row(None, None));
         let targets = ["gateway".to_string()];
-        assert_eq!(check(&rows, &targets, &sources, &derivatives), CheckOutcome::default());
+        assert_eq!(
+            check(&rows, &targets, &sources, &derivatives),
+            CheckOutcome::default()
+        );
 
         // A row without requests is noted, not a problem.
         let empty = |source, derivative| {
-            Row::new("gateway", source, derivative, &Latencies::default(), 0, 0, 1.0)
+            Row::new(
+                "gateway",
+                source,
+                derivative,
+                &Latencies::default(),
+                0,
+                0,
+                1.0,
+            )
         };
         let mut sparse = rows.clone();
         sparse[3] = empty(Some(SourceClass::Large), Some(Derivative::Full));
@@ -479,6 +514,9 @@ mod tests {
         );
         // Rows of another target are not enough.
         let other = ["baseline".to_string()];
-        assert_eq!(check(&rows, &other, &sources, &derivatives).problems.len(), 6);
+        assert_eq!(
+            check(&rows, &other, &sources, &derivatives).problems.len(),
+            6
+        );
     }
 }

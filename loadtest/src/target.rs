@@ -134,16 +134,27 @@ mod tests {
         let v3 = Target::parse("gateway-v3=http://127.0.0.1:8080/iiif/3").unwrap();
         assert_eq!(v3.version, ApiVersion::V3);
         assert_eq!(
-            Target::parse("root=http://127.0.0.1:1").unwrap().request_path("x"),
+            Target::parse("root=http://127.0.0.1:1")
+                .unwrap()
+                .request_path("x"),
             "/x"
         );
     }
 
     #[test]
     fn rejects_bad_targets() {
-        assert!(matches!(Target::parse("http://x"), Err(TargetError::Syntax(_))));
-        assert!(matches!(Target::parse("a b=http://x"), Err(TargetError::Name(_))));
-        assert!(matches!(Target::parse("=http://x"), Err(TargetError::Name(_))));
+        assert!(matches!(
+            Target::parse("http://x"),
+            Err(TargetError::Syntax(_))
+        ));
+        assert!(matches!(
+            Target::parse("a b=http://x"),
+            Err(TargetError::Name(_))
+        ));
+        assert!(matches!(
+            Target::parse("=http://x"),
+            Err(TargetError::Name(_))
+        ));
         for url in [
             "https://x/iiif",
             "http://",

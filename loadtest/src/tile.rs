@@ -171,7 +171,10 @@ mod tests {
         for _ in 0..500 {
             seen.insert(random_tile(&mut rng, 12288, 8192).scale);
         }
-        assert_eq!(seen.into_iter().collect::<Vec<_>>(), scale_factors(12288, 8192));
+        assert_eq!(
+            seen.into_iter().collect::<Vec<_>>(),
+            scale_factors(12288, 8192)
+        );
     }
 
     proptest! {

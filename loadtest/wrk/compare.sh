@@ -7,6 +7,10 @@
 #           baseline /iiif/large/x,y,w,h/w',/0/default.jpg    gateway /iiif/2/large/... (same)
 #           and the v3 form on the gateway: /iiif/3/large/x,y,w,h/w',h'/0/default.jpg
 #   thumbs  {id}/full/!128,128/0/default.jpg over all sample images (v2 on both, v3 on the gateway)
+#   hot     the derivative cache (docs/caching.md): the first HOT_URLS tiles and all thumbnails
+#           are fetched once through a second gateway with a cache ("cached"), the bytes saved as
+#           files that nginx serves statically ("static", nginx/static-files.conf), then both are
+#           measured with the same lists, and the uncached gateway too ("gateway")
 # Prints a Markdown table (req/s, p50, p99, errors/non-2xx, CPU per request of the front
 # process and of iipsrv) and the gateway/baseline ratios; also saved under var/loadtest/.
 #
@@ -15,7 +19,9 @@
 # Environment (defaults in brackets):
 #   DURATION [20]  WARMUP [3]  THREADS [2]  CONNECTIONS [10]  SEED [20240601]
 #   SCENARIOS ["tiles thumbs"]
-#   TARGETS ["baseline gateway"]: "baseline" alone needs no gateway binary
+#   TARGETS ["baseline gateway"]: "baseline" alone needs no gateway binary; the hot scenario
+#     adds "cached" and "static" by itself
+#   HOT_URLS [2000]: distinct tiles in the hot scenario
 #   IIPSRV_PORTS: reuse these running iipsrv processes (they must have URI_MAP='iiif=>IIIF')
 #     instead of starting two; the nginx/gateway/admin ports are always free random ones
 #   IIPSRV_JPEG_QUALITY [90]: JPEG quality of the iipsrv pool it starts (the baseline doc
@@ -32,6 +38,12 @@ connections=${CONNECTIONS:-10}
 seed=${SEED:-20240601}
 read -r -a scenarios <<<"${SCENARIOS:-tiles thumbs}"
 read -r -a targets <<<"${TARGETS:-baseline gateway}"
+hot_urls=${HOT_URLS:-2000}
+if [[ " ${scenarios[*]} " == *" hot "* ]]; then
+    for t in gateway cached static; do
+        [[ " ${targets[*]} " == *" $t "* ]] || targets+=("$t")
+    done
+fi
 here=$IIIF_REPO/loadtest/wrk
 images=$IIIF_VAR/images
 stamp=$(date '+%Y%m%d-%H%M%S')
@@ -52,11 +64,14 @@ heading "sample images (with the 100 Mpx 'large')"
 
 own_iipsrv_ports=()
 gateway_pid=
+cached_pid=
 cleanup() {
     local rc=$?
     set +e
     [[ -n $gateway_pid ]] && stop_pid "$gateway_pid" iiif-gateway gateway TERM 20
+    [[ -n $cached_pid ]] && stop_pid "$cached_pid" iiif-gateway "cached gateway" TERM 20
     NGINX_PREFIX=$work/nginx "$IIIF_REPO/nginx/baseline" stop
+    NGINX_PREFIX=$work/nginx-static "$IIIF_REPO/nginx/baseline" stop
     if ((${#own_iipsrv_ports[@]} > 0)); then
         stop_iipsrv_pool "$work/run" "${own_iipsrv_ports[@]}"
     fi
@@ -66,7 +81,7 @@ trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-mapfile -t ports < <(free_ports 5)
+mapfile -t ports < <(free_ports 8)
 if [[ -n ${IIPSRV_PORTS:-} ]]; then
     read -r -a iipsrv_ports <<<"$IIPSRV_PORTS"
     for p in "${iipsrv_ports[@]}"; do
@@ -83,6 +98,9 @@ fi
 nginx_port=${ports[2]}
 gw_port=${ports[3]}
 admin_port=${ports[4]}
+cached_port=${ports[5]}
+cached_admin_port=${ports[6]}
+static_port=${ports[7]}
 
 declare -A base_url
 if [[ " ${targets[*]} " == *" baseline "* ]]; then
@@ -102,6 +120,27 @@ if [[ -n $want_gateway ]]; then
         die "the gateway did not become ready"
     }
     base_url[gateway]=http://127.0.0.1:$gw_port
+fi
+if [[ " ${targets[*]} " == *" cached "* ]]; then
+    heading "gateway with a derivative cache on $cached_port"
+    GATEWAY_CACHE_ROOT=$work/cache render_gateway_config "$work/cached/gateway.yaml" "$work/cached" \
+        "127.0.0.1:$cached_port" "127.0.0.1:$cached_admin_port" "http://127.0.0.1:$cached_port" \
+        "${iipsrv_ports[@]}"
+    RUST_LOG=${RUST_LOG:-warn} "$IIIF_GATEWAY_BIN" -c "$work/cached/gateway.yaml" </dev/null \
+        >"$work/log/cached.log" 2>&1 &
+    cached_pid=$!
+    wait_http "http://127.0.0.1:$cached_admin_port/readyz" 60 "$cached_pid" iiif-gateway || {
+        dump_logs "$work/log/cached.log"
+        die "the cached gateway did not become ready"
+    }
+    base_url[cached]=http://127.0.0.1:$cached_port
+fi
+if [[ " ${targets[*]} " == *" static "* ]]; then
+    heading "nginx serving static files on $static_port"
+    mkdir -p "$work/static"
+    NGINX_PORT=$static_port NGINX_PREFIX=$work/nginx-static NGINX_STATIC_ROOT=$work/static \
+        "$IIIF_REPO/nginx/baseline" start
+    base_url[static]=http://127.0.0.1:$static_port
 fi
 
 # === request lists (same seed -> same requests for every target) ===
@@ -157,6 +196,12 @@ front_pids() {
         echo "$master" $(children_of "$master")
         ;;
     gateway) echo "$gateway_pid" ;;
+    cached) echo "$cached_pid" ;;
+    static)
+        local master
+        master=$(cat "$work/nginx-static/run/nginx.pid")
+        echo "$master" $(children_of "$master")
+        ;;
     esac
 }
 
@@ -200,6 +245,32 @@ EOF
     tail -n 1 "$work/rows.tsv" | awk -F'\t' '{ printf "%-10s %-9s %7s req/s  p50 %6s ms  p99 %6s ms  errors/non-2xx %s\n", $1, $2, $3, $4, $5, $6 }'
 }
 
+# fill_hot_copies PREFIX LIST...: every path once through the cached gateway (which stores
+# it), and its bytes as a file at the same URL path under the static root. Paths are the
+# percent-encoded URL paths; nginx decodes them, so the files get decoded names.
+fill_hot_copies() {
+    local prefix=$1
+    shift
+    python3 - "${base_url[cached]}" "$prefix" "$work/static" "$@" <<'EOF'
+import os, sys, urllib.parse, urllib.request
+base, prefix, root, lists = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
+count = 0
+for name in lists:
+    for line in open(name):
+        path = line.strip()
+        if not path:
+            continue
+        with urllib.request.urlopen(base + prefix + path, timeout=30) as response:
+            body = response.read()
+        target = os.path.join(root, urllib.parse.unquote(prefix + path).lstrip("/"))
+        os.makedirs(os.path.dirname(target), exist_ok=True)
+        with open(target, "wb") as out:
+            out.write(body)
+        count += 1
+print(f"filled {count} derivatives", file=sys.stderr)
+EOF
+}
+
 : >"$work/rows.tsv"
 for scenario in "${scenarios[@]}"; do
     case $scenario in
@@ -225,6 +296,16 @@ for scenario in "${scenarios[@]}"; do
             run_wrk thumbs-v3 gateway /iiif/3/ "$work/thumbs.txt"
         fi
         ;;
+    hot)
+        head -n "$hot_urls" "$work/tiles-v2.txt" >"$work/hot-tiles.txt"
+        heading "hot: filling the cache and the static copy ($(wc -l <"$work/hot-tiles.txt") tiles, $(wc -l <"$work/thumbs.txt") thumbnails)"
+        fill_hot_copies /iiif/2/ "$work/hot-tiles.txt" "$work/thumbs.txt"
+        for target in static cached gateway; do
+            heading "hot: $target"
+            run_wrk hot-tiles "$target" /iiif/2/ "$work/hot-tiles.txt"
+            run_wrk hot-thumbs "$target" /iiif/2/ "$work/thumbs.txt"
+        done
+        ;;
     *) die "unknown scenario $scenario" ;;
     esac
 done
@@ -242,17 +323,31 @@ print("| scenario | target | req/s | p50 ms | p99 ms | errors/non-2xx | front CP
 print("|---|---|---|---|---|---|---|---|")
 for r in rows:
     print("| " + " | ".join(r) + " |")
-base = {r[0].split("-")[0]: r for r in rows if r[1] == "baseline"}
-ratios = []
+# Each scenario's reference: the nginx -> iipsrv baseline, or for the hot cache the static
+# files; the cached gateway is also compared with the uncached one.
+def reference(scenario):
+    return "static" if scenario.startswith("hot") else "baseline"
+by_key = {(r[0], r[1]): r for r in rows}
+def family(scenario):
+    return scenario if scenario.startswith("hot") else scenario.split("-")[0]
+refs = {}
 for r in rows:
-    b = base.get(r[0].split("-")[0])
-    if r[1] == "baseline" or b is None:
-        continue
+    if r[1] == reference(r[0]):
+        refs[family(r[0])] = r
+ratios = []
+def ratio_row(r, b, label):
     f = lambda i: float(r[i]) / float(b[i]) if float(b[i]) else float("nan")
-    ratios.append(f"| {r[0]} | {r[1]} | {f(2):.2f} | {f(3):.2f} | {f(4):.2f} |")
+    return f"| {r[0]} | {label} | {f(2):.2f} | {f(3):.2f} | {f(4):.2f} |"
+for r in rows:
+    b = refs.get(family(r[0]))
+    if r[1] == reference(r[0]) or b is None:
+        continue
+    ratios.append(ratio_row(r, b, f"{r[1]} / {b[1]}"))
+    if r[1] == "cached" and (r[0], "gateway") in by_key:
+        ratios.append(ratio_row(r, by_key[(r[0], "gateway")], "cached / gateway"))
 if ratios:
-    print("\nGateway / baseline (req/s: higher is better; latency: lower is better):\n")
-    print("| scenario | target | req/s | p50 | p99 |")
+    print("\nRatios (req/s: higher is better; latency: lower is better):\n")
+    print("| scenario | comparison | req/s | p50 | p99 |")
     print("|---|---|---|---|---|")
     print("\n".join(ratios))
 EOF

@@ -7,6 +7,7 @@ mod support;
 
 mod api;
 mod caching;
+mod masters;
 mod redirects;
 mod redirects_admin;
 mod robustness;

@@ -66,7 +66,7 @@ fn wait_for_port(port: u16, child: &mut Child, what: &str) {
     panic!("{what} did not listen on {port} within 20 s");
 }
 
-fn scratch_dir() -> PathBuf {
+pub fn scratch_dir() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "iiif-e2e-{}-{}",
@@ -138,6 +138,8 @@ impl Drop for Iipsrv {
 #[derive(Clone)]
 pub struct StackOptions {
     pub iipsrv_processes: usize,
+    /// iipsrv's `FILESYSTEM_PREFIX`; the sample images when `None`.
+    pub iipsrv_root: Option<PathBuf>,
     /// Appended under `gateway:`; `@SCRATCH@` becomes the stack's scratch directory.
     pub extra_gateway_yaml: String,
     pub public_base_url: Option<String>,
@@ -147,6 +149,7 @@ impl Default for StackOptions {
     fn default() -> Self {
         StackOptions {
             iipsrv_processes: 2,
+            iipsrv_root: None,
             extra_gateway_yaml: String::new(),
             public_base_url: None,
         }
@@ -169,7 +172,7 @@ impl Stack {
     }
 
     pub fn start_with(options: StackOptions) -> Stack {
-        let images = samples_dir();
+        let images = options.iipsrv_root.clone().unwrap_or_else(samples_dir);
         let scratch = scratch_dir();
         let iipsrv: Vec<Iipsrv> = (0..options.iipsrv_processes)
             .map(|i| Iipsrv::start(&images, &scratch, i))

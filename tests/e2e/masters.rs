@@ -1,0 +1,311 @@
+//! Access masters from a real S3 store (Garage), through lazyfetch, read by real iipsrv: fetched
+//! once, revalidated, served through an S3 outage, pruned and purged under the gateway's feet.
+
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use lazyfetch::testing::Garage;
+use reqwest::StatusCode;
+
+use crate::support::{client, image_size, samples_dir, scratch_dir, Stack, StackOptions};
+
+const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+
+/// A gateway whose masters come from `garage`, copied to a cache that iipsrv reads.
+fn s3_stack(garage: &Garage, revalidate_after_s: u64) -> (Stack, PathBuf) {
+    let cache = scratch_dir().join("cache");
+    std::fs::create_dir_all(&cache).unwrap();
+    let yaml = format!(
+        "  cache:\n    root: {root}\n    budget: 1GiB\n\
+         \x20 masters:\n    s3:\n      endpoint: {endpoint}\n      region: garage\n      force_path_style: true\n\
+         \x20     access_key_id: {key}\n      secret_access_key: {secret}\n\
+         \x20     connect_timeout_ms: 300\n      first_byte_timeout_ms: 2000\n      retries: 1\n\
+         \x20   rules:\n      - match: '^(.+)$'\n        bucket: {bucket}\n        key: 'masters/${{1}}'\n\
+         \x20   revalidate_after_s: {revalidate_after_s}\n    unavailable_retry_after_s: 7\n\
+         \x20 admin:\n    token: {ADMIN_TOKEN}\n",
+        root = cache.display(),
+        endpoint = garage.endpoint(),
+        key = garage.access_key_id,
+        secret = garage.secret_access_key,
+        bucket = garage.bucket,
+    );
+    let stack = Stack::start_with(StackOptions {
+        iipsrv_root: Some(cache.clone()),
+        extra_gateway_yaml: yaml,
+        ..StackOptions::default()
+    });
+    (stack, cache)
+}
+
+fn sample(name: &str) -> Vec<u8> {
+    std::fs::read(samples_dir().join(name)).unwrap()
+}
+
+async fn upload(garage: &Garage, identifier: &str, sample_name: &str) {
+    garage
+        .put(&format!("masters/{identifier}"), sample(sample_name))
+        .await;
+}
+
+fn master_files(cache: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(top) = std::fs::read_dir(cache.join("masters")) else {
+        return found;
+    };
+    for a in top.flatten() {
+        for b in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
+            for file in std::fs::read_dir(b.path()).into_iter().flatten().flatten() {
+                let path = file.path();
+                if path.extension().is_none() {
+                    found.push(path);
+                }
+            }
+        }
+    }
+    found
+}
+
+async fn get(stack: &Stack, path: &str) -> reqwest::Response {
+    client().get(stack.url(path)).send().await.unwrap()
+}
+
+#[tokio::test]
+async fn a_master_is_fetched_once_however_many_first_requests_arrive() {
+    let garage = Garage::new();
+    upload(&garage, "astronaut", "astronaut").await;
+    upload(&garage, "collection/hubble", "hubble").await;
+    let (stack, cache) = s3_stack(&garage, 3600);
+    assert!(master_files(&cache).is_empty(), "the cache starts empty");
+
+    let client = client();
+    let tasks: Vec<_> = (0..40)
+        .map(|i| {
+            let client = client.clone();
+            let url = stack.url(&format!(
+                "/iiif/3/collection%2Fhubble/{},0,100,100/100,100/0/default.jpg",
+                (i % 8) * 100
+            ));
+            tokio::spawn(async move { client.get(url).send().await.unwrap().status() })
+        })
+        .collect();
+    for task in tasks {
+        assert_eq!(task.await.unwrap(), StatusCode::OK);
+    }
+    assert_eq!(garage.s3_requests("GetObject"), 1);
+
+    let info: serde_json::Value = get(&stack, "/iiif/3/astronaut/info.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!((info["width"].as_u64(), info["height"].as_u64()), (Some(512), Some(512)));
+    let tile = get(&stack, "/iiif/2/astronaut/0,0,256,256/128,/0/default.jpg").await;
+    assert_eq!(tile.status(), StatusCode::OK);
+    assert_eq!(image_size(&tile.bytes().await.unwrap()), (128, 128));
+    assert_eq!(garage.s3_requests("GetObject"), 2);
+    assert_eq!(master_files(&cache).len(), 2);
+}
+
+#[tokio::test]
+async fn identifiers_without_an_object_are_404() {
+    let garage = Garage::new();
+    let (stack, _) = s3_stack(&garage, 3600);
+    for path in [
+        "/iiif/3/nothing-here/info.json",
+        "/iiif/2/nothing-here/full/64,/0/default.jpg",
+    ] {
+        let response = get(&stack, path).await;
+        assert_eq!(response.status(), StatusCode::NOT_FOUND, "{path}");
+    }
+}
+
+#[tokio::test]
+async fn a_master_replaced_in_s3_gives_new_bytes_and_a_new_etag_after_revalidation() {
+    let garage = Garage::new();
+    upload(&garage, "img", "astronaut").await;
+    let (stack, _) = s3_stack(&garage, 1);
+    let path = "/iiif/3/img/full/64,/0/default.jpg";
+    let before = get(&stack, path).await;
+    let etag = before.headers()["etag"].to_str().unwrap().to_owned();
+    assert_eq!(image_size(&before.bytes().await.unwrap()), (64, 64));
+
+    upload(&garage, "img", "hubble").await;
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let after = get(&stack, path).await;
+    assert_eq!(after.status(), StatusCode::OK);
+    assert_ne!(after.headers()["etag"].to_str().unwrap(), etag);
+    // hubble is 1000 x 872: the same request now has another height.
+    assert_eq!(image_size(&after.bytes().await.unwrap()), (64, 56));
+    let info: serde_json::Value = get(&stack, "/iiif/3/img/info.json")
+        .await
+        .json()
+        .await
+        .unwrap();
+    assert_eq!(info["width"], 1000);
+
+    // A client holding the old tag gets the new image, not a 304.
+    let revalidated = client()
+        .get(stack.url(path))
+        .header("If-None-Match", &etag)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(revalidated.status(), StatusCode::OK);
+}
+
+#[tokio::test]
+async fn with_s3_down_cached_images_are_served_and_uncached_ones_get_503_fast() {
+    let garage = Garage::new();
+    upload(&garage, "cached", "astronaut").await;
+    upload(&garage, "uncached", "hubble").await;
+    let (stack, _) = s3_stack(&garage, 3600);
+    assert_eq!(
+        get(&stack, "/iiif/3/cached/info.json").await.status(),
+        StatusCode::OK
+    );
+    garage.stop();
+
+    for path in [
+        "/iiif/3/cached/info.json",
+        "/iiif/3/cached/full/100,/0/default.jpg",
+        "/iiif/2/cached/0,0,200,200/100,/90/default.png",
+    ] {
+        assert_eq!(get(&stack, path).await.status(), StatusCode::OK, "{path}");
+    }
+    for path in [
+        "/iiif/3/uncached/info.json",
+        "/iiif/3/uncached/full/100,/0/default.jpg",
+    ] {
+        let started = Instant::now();
+        let response = get(&stack, path).await;
+        let took = started.elapsed();
+        assert_eq!(response.status(), StatusCode::SERVICE_UNAVAILABLE, "{path}");
+        assert_eq!(response.headers()["retry-after"], "7");
+        // The store is down, not slow: the answer must not wait for a download timeout (600 s).
+        assert!(took < Duration::from_secs(10), "{path} took {took:?}");
+    }
+
+    garage.start();
+    let mut recovered = false;
+    for _ in 0..100 {
+        if get(&stack, "/iiif/3/uncached/info.json").await.status() == StatusCode::OK {
+            recovered = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    assert!(recovered, "uncached images are served again once S3 is back");
+}
+
+#[tokio::test]
+async fn prune_and_purge_while_serving_lose_no_request() {
+    let garage = Garage::new();
+    let identifiers = ["a", "b", "c"];
+    for id in identifiers {
+        upload(&garage, id, "hubble").await;
+    }
+    let (stack, cache) = s3_stack(&garage, 3600);
+    let config = stack.scratch.join("gateway.yaml");
+    let stop = Arc::new(AtomicBool::new(false));
+    let served = Arc::new(AtomicUsize::new(0));
+    let mut load = Vec::new();
+    for worker in 0..4 {
+        let (client, stop, served) = (client(), stop.clone(), served.clone());
+        let base = stack.url("/iiif/3");
+        load.push(tokio::spawn(async move {
+            let mut n = worker;
+            while !stop.load(Ordering::Relaxed) {
+                // Always a new tile, so every request needs the master (no derivative hits).
+                let id = ["a", "b", "c"][n % 3];
+                let url = format!("{base}/{id}/{},{},64,64/32,32/0/default.jpg", n % 900, n / 900 % 800);
+                let response = client.get(&url).send().await.unwrap();
+                assert_eq!(response.status(), StatusCode::OK, "{url}");
+                served.fetch_add(1, Ordering::Relaxed);
+                n += 4;
+            }
+        }));
+    }
+    let lazyfetch = lazyfetch_bin();
+    for round in 0..6 {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        // A budget of one byte: every image goes, while requests are using them.
+        let output = std::process::Command::new(&lazyfetch)
+            .args(["-c", config.to_str().unwrap(), "prune", "--budget", "1", "--high", "1%", "--low", "0%"])
+            .output()
+            .expect("lazyfetch runs");
+        assert!(
+            output.status.success(),
+            "prune round {round}: {}",
+            String::from_utf8_lossy(&output.stderr)
+        );
+        let purge = client()
+            .delete(stack.admin_url(&format!("/admin/images/{}", identifiers[round % 3])))
+            .bearer_auth(ADMIN_TOKEN)
+            .send()
+            .await
+            .unwrap();
+        assert!(
+            [StatusCode::OK, StatusCode::NOT_FOUND].contains(&purge.status()),
+            "{}",
+            purge.status()
+        );
+    }
+    stop.store(true, Ordering::Relaxed);
+    for task in load {
+        task.await.expect("no request failed while pruning and purging");
+    }
+    assert!(served.load(Ordering::Relaxed) > 20);
+    let _ = cache;
+}
+
+#[tokio::test]
+async fn purge_removes_the_master_and_derivatives_of_one_image_only() {
+    let garage = Garage::new();
+    upload(&garage, "one", "astronaut").await;
+    upload(&garage, "two", "astronaut").await;
+    let (stack, cache) = s3_stack(&garage, 3600);
+    for id in ["one", "two"] {
+        let response = get(&stack, &format!("/iiif/3/{id}/0,0,256,256/256,256/0/default.jpg")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(master_files(&cache).len(), 2);
+    let purged = client()
+        .delete(stack.admin_url("/admin/images/one"))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(purged.status(), StatusCode::OK);
+    let report: serde_json::Value = purged.json().await.unwrap();
+    assert_eq!(report["derivatives"]["files"], 1, "{report}");
+    assert!(report["master"]["bytes"].as_u64().unwrap() > 0, "{report}");
+    let left = master_files(&cache);
+    assert_eq!(left.len(), 1);
+    assert_eq!(
+        std::fs::read(&left[0]).unwrap(),
+        sample("astronaut"),
+        "the other master is untouched"
+    );
+    // The purged image is fetched again on its next request.
+    let again = get(&stack, "/iiif/3/one/0,0,256,256/256,256/0/default.jpg").await;
+    assert_eq!(again.status(), StatusCode::OK);
+    assert_eq!(garage.s3_requests("GetObject"), 3);
+}
+
+fn lazyfetch_bin() -> PathBuf {
+    let bin = std::env::var_os("LAZYFETCH_BIN")
+        .map(PathBuf::from)
+        .unwrap_or_else(|| {
+            Path::new(env!("CARGO_MANIFEST_DIR"))
+                .join("../target/release/lazyfetch")
+        });
+    assert!(
+        bin.exists(),
+        "{} missing: run cargo build --release -p lazyfetch",
+        bin.display()
+    );
+    bin
+}
