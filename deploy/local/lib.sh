@@ -268,6 +268,23 @@ EOF
     budget: ${GATEWAY_CACHE_BUDGET:-10GiB}
 EOF
     fi
+    # Masters from S3, where an endpoint is given (the local stack's Garage): every identifier
+    # is the object key of its master in GATEWAY_S3_BUCKET.
+    if [[ -n ${GATEWAY_S3_ENDPOINT:-} ]]; then
+        cat >>"$out.part" <<EOF
+  masters:
+    s3:
+      endpoint: $GATEWAY_S3_ENDPOINT
+      region: garage
+      force_path_style: true
+      access_key_id: $GATEWAY_S3_ACCESS_KEY_ID
+      secret_access_key_file: $GATEWAY_S3_SECRET_FILE
+    rules:
+      - match: '^(.+)\$'
+        bucket: $GATEWAY_S3_BUCKET
+        key: '\${1}'
+EOF
+    fi
     if grep -n '@[A-Z_]*@' "$out.part" >&2; then
         rm -f "$out.part"
         die "unsubstituted placeholders left in $out"

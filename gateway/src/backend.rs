@@ -243,3 +243,43 @@ fn excerpt(body: &[u8]) -> String {
     let text = String::from_utf8_lossy(&body[..body.len().min(200)]);
     text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
+
+#[cfg(test)]
+mod tests {
+    use std::time::Duration;
+
+    use super::*;
+    use crate::admission::{Lane, Rejection};
+    use crate::fcgi::PoolConfig;
+
+    fn iipsrv() -> Iipsrv {
+        Iipsrv::new(
+            BackendPool::new(PoolConfig::default()),
+            Arc::new(Metrics::new()),
+        )
+    }
+
+    #[test]
+    fn a_refused_request_is_a_503_with_the_lanes_retry_hint() {
+        let iipsrv = iipsrv();
+        for (reason, retry_after, seconds) in [
+            (RejectReason::QueueFull, Duration::from_millis(2500), 3),
+            (RejectReason::WaitEstimate, Duration::from_secs(20), 20),
+            (RejectReason::Deadline, Duration::ZERO, 1),
+        ] {
+            let rejection = Rejection {
+                lane: Lane::Large,
+                reason,
+                retry_after,
+            };
+            let failure = iipsrv.failure_of(FcgiError::Saturated(rejection), "IIIF=x/info.json");
+            assert_eq!(failure.status, 503, "{reason:?}");
+            assert_eq!(failure.retry_after, Some(seconds), "{reason:?}");
+        }
+        let text = String::from_utf8(iipsrv.metrics.render()).unwrap();
+        assert!(
+            text.contains("iiif_gateway_backend_requests_total{outcome=\"saturated\"} 3"),
+            "{text}"
+        );
+    }
+}

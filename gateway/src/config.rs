@@ -694,6 +694,37 @@ fn parse_cidr(value: &str) -> Result<IpNet, String> {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn the_documented_example_is_valid() {
+        let example = include_str!("../../deploy/gateway.example.yaml");
+        let config = parse(example).unwrap_or_else(|e| panic!("{e}"));
+        assert!(config.masters.is_some() && config.cache.is_some());
+        assert_eq!(
+            config.derivatives.map(|d| d.max_output_pixels),
+            Some(1024 * 1024)
+        );
+    }
+
+    #[test]
+    fn masters_need_a_cache_mount() {
+        let yaml = "gateway:\n  backend:\n    addresses: [127.0.0.1:9001]\n  masters:\n    rules: []\n";
+        let error = parse(yaml).unwrap_err();
+        assert!(
+            error.problems.iter().any(|p| p.contains("gateway.masters needs gateway.cache")),
+            "{error}"
+        );
+    }
+
+    #[test]
+    fn derivatives_are_off_without_a_cache_or_when_disabled() {
+        let base = "gateway:\n  backend:\n    addresses: [127.0.0.1:9001]\n";
+        assert!(parse(base).unwrap().derivatives.is_none());
+        let cached = format!("{base}  cache:\n    root: /tmp/c\n    budget: 1GiB\n");
+        assert!(parse(&cached).unwrap().derivatives.is_some());
+        let disabled = format!("{cached}  derivatives:\n    enabled: false\n");
+        assert!(parse(&disabled).unwrap().derivatives.is_none());
+    }
+
     use super::*;
 
     const MINIMAL: &str = "gateway:\n  backend:\n    addresses: [127.0.0.1:9001]\n";

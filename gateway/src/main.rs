@@ -111,9 +111,33 @@ fn load(cli: &Cli) -> Result<(ServerConf, GatewayConfig), String> {
         redirect_lookup::check_redis_url(&redirects.redis_url)
             .map_err(|e| format!("{path}: gateway.redirects.redis_url: {e}"))?;
     }
+    if let (Some(cache), Some(masters)) = (&gateway_config.cache, &gateway_config.masters) {
+        check_masters(cache, masters).map_err(|e| format!("{path}: gateway.masters: {e}"))?;
+    }
     let server_conf =
         ServerConf::from_yaml(&text).map_err(|e| format!("{path}: server settings: {e}"))?;
     Ok((server_conf, gateway_config))
+}
+
+/// Starts the access-master cache once, on a throwaway runtime, so that what only shows at start
+/// (an unreadable secret file, a bad endpoint URL) is reported now, not as 503s later. The
+/// serving one is started again inside the server (see `gateway::masters`).
+fn check_masters(
+    cache: &lazyfetch::CacheConfig,
+    masters: &lazyfetch::MastersConfig,
+) -> Result<(), String> {
+    let runtime = tokio::runtime::Builder::new_current_thread()
+        .enable_all()
+        .build()
+        .map_err(|e| format!("cannot start a runtime: {e}"))?;
+    runtime
+        .block_on(lazyfetch::LazyFetch::new(
+            cache,
+            masters,
+            &prometheus::Registry::new(),
+        ))
+        .map(drop)
+        .map_err(|e| e.to_string())
 }
 
 fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {

@@ -372,7 +372,8 @@ impl MastersConfig {
                             format!("{at}.{field}"),
                             format!(
                                 "{} not a capture group of match {:?}",
-                                unknown.join(", ") + if unknown.len() == 1 { " is" } else { " are" },
+                                unknown.join(", ")
+                                    + if unknown.len() == 1 { " is" } else { " are" },
                                 rule.pattern
                             ),
                         );
@@ -405,7 +406,10 @@ impl MastersConfig {
             }
         }
         if s3.region.as_deref() == Some("") {
-            errors.add(format!("{at}.region"), "must not be empty (leave it out for the AWS default)");
+            errors.add(
+                format!("{at}.region"),
+                "must not be empty (leave it out for the AWS default)",
+            );
         }
         let has_secret = s3.secret_access_key.is_some() || s3.secret_access_key_file.is_some();
         if s3.secret_access_key.is_some() && s3.secret_access_key_file.is_some() {
@@ -435,18 +439,30 @@ impl MastersConfig {
 
     fn check_limits(&self, errors: &mut ConfigErrors) {
         if self.max_concurrent_downloads == 0 {
-            errors.add(format!("{MASTERS}.max_concurrent_downloads"), "must be 1 or more");
+            errors.add(
+                format!("{MASTERS}.max_concurrent_downloads"),
+                "must be 1 or more",
+            );
         }
         if self.download_timeout_s == 0 {
-            errors.add(format!("{MASTERS}.download_timeout_s"), "must be more than 0");
+            errors.add(
+                format!("{MASTERS}.download_timeout_s"),
+                "must be more than 0",
+            );
         }
         if self.unavailable_retry_after_s == 0 {
-            errors.add(format!("{MASTERS}.unavailable_retry_after_s"), "must be more than 0");
+            errors.add(
+                format!("{MASTERS}.unavailable_retry_after_s"),
+                "must be more than 0",
+            );
         }
         if let Some(lock) = &self.lock {
             let at = format!("{MASTERS}.lock");
             if let Err(error) = redis::Client::open(lock.redis_url.as_str()) {
-                errors.add(format!("{at}.redis_url"), format!("invalid Redis URL: {error}"));
+                errors.add(
+                    format!("{at}.redis_url"),
+                    format!("invalid Redis URL: {error}"),
+                );
             }
             if lock.ttl_ms < 1000 {
                 errors.add(format!("{at}.ttl_ms"), "must be 1000 or more");
@@ -662,14 +678,22 @@ gateway:
 
     #[test]
     fn unknown_keys_inside_the_sections_are_refused_with_their_path() {
-        let error = GatewaySections::from_yaml("gateway:\n  cache: { root: /c, budget: 1GiB, budgett: 2 }\n")
-            .unwrap_err()
-            .to_string();
-        assert!(error.starts_with("gateway.cache: unknown field `budgett`"), "{error}");
+        let error = GatewaySections::from_yaml(
+            "gateway:\n  cache: { root: /c, budget: 1GiB, budgett: 2 }\n",
+        )
+        .unwrap_err()
+        .to_string();
+        assert!(
+            error.starts_with("gateway.cache: unknown field `budgett`"),
+            "{error}"
+        );
         let error = GatewaySections::from_yaml("gateway:\n  cache: { root: /c, budget: 1 GB B }\n")
             .unwrap_err()
             .to_string();
-        assert!(error.contains("gateway.cache") && error.contains("invalid size"), "{error}");
+        assert!(
+            error.contains("gateway.cache") && error.contains("invalid size"),
+            "{error}"
+        );
     }
 
     #[test]
@@ -723,10 +747,19 @@ gateway:
 
     #[test]
     fn endpoints() {
-        for good in ["http://127.0.0.1:3900", "https://s3.example.org", "http://[::1]:3900/"] {
+        for good in [
+            "http://127.0.0.1:3900",
+            "https://s3.example.org",
+            "http://[::1]:3900/",
+        ] {
             assert!(good.parse::<http_uri::Endpoint>().is_ok(), "{good}");
         }
-        for bad in ["http://", "http://host:port", "s3.example.org", "http://a b"] {
+        for bad in [
+            "http://",
+            "http://host:port",
+            "s3.example.org",
+            "http://a b",
+        ] {
             assert!(bad.parse::<http_uri::Endpoint>().is_err(), "{bad}");
         }
     }

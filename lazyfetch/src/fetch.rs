@@ -161,7 +161,10 @@ impl LazyFetch {
         if let Err(errors) = cache.validate() {
             problems.0.extend(errors.0);
         }
-        let rules = masters.resolve().map_err(|errors| problems.0.extend(errors.0)).ok();
+        let rules = masters
+            .resolve()
+            .map_err(|errors| problems.0.extend(errors.0))
+            .ok();
         let lock = match masters.lock.as_ref().map(NodeLock::new).transpose() {
             Ok(lock) => lock,
             Err(error) => {
@@ -179,8 +182,19 @@ impl LazyFetch {
         let layout = CacheLayout::new(cache.root.clone());
         for dir in [MASTERS_DIR, DERIVATIVES_DIR, TMP_DIR] {
             let path = layout.root().join(dir);
-            std::fs::create_dir_all(&path).map_err(|source| StartupError::CacheRoot { path, source })?;
+            std::fs::create_dir_all(&path)
+                .map_err(|source| StartupError::CacheRoot { path, source })?;
         }
+        // Writable? (A read-only mount would otherwise fail on the first download.)
+        let tmp_dir = layout.tmp_dir();
+        drop(
+            TmpFile::create(&tmp_dir, "startup-probe").map_err(|source| {
+                StartupError::CacheRoot {
+                    path: tmp_dir.clone(),
+                    source,
+                }
+            })?,
+        );
         let metrics = Metrics::register(registry)?;
         let client = s3::client(&masters.s3, secret).await;
         let retry_after = Duration::from_secs(masters.unavailable_retry_after_s);
@@ -218,12 +232,16 @@ impl LazyFetch {
         let image_key = CacheLayout::image_key(identifier);
         if let Some((known, replaced)) = inner.on_disk(identifier, &image_key, true).await? {
             if known.is_from(&location) {
-                inner.stamps.touch(&inner.layout.sidecar_path_for_key(&image_key));
+                inner
+                    .stamps
+                    .touch(&inner.layout.sidecar_path_for_key(&image_key));
                 if inner.is_fresh(&known) {
                     return Ok(inner.master(&image_key, &known, replaced));
                 }
                 if inner.outage.is_down() {
-                    inner.metrics.revalidation(revalidation_outcome::UNAVAILABLE);
+                    inner
+                        .metrics
+                        .revalidation(revalidation_outcome::UNAVAILABLE);
                     return Ok(inner.master(&image_key, &known, replaced));
                 }
             }
@@ -265,7 +283,11 @@ impl LazyFetch {
                     warm_outcome::ERROR
                 }
             };
-            this.inner.metrics.warmups.with_label_values(&[outcome]).inc();
+            this.inner
+                .metrics
+                .warmups
+                .with_label_values(&[outcome])
+                .inc();
         });
     }
 
@@ -309,7 +331,11 @@ impl Inner {
         image_key: &str,
         trust_memory: bool,
     ) -> Result<Option<(Known, bool)>, FetchError> {
-        let remembered = if trust_memory { self.remembered_copy(identifier) } else { None };
+        let remembered = if trust_memory {
+            self.remembered_copy(identifier)
+        } else {
+            None
+        };
         let layout = self.layout.clone();
         let (id, key) = (identifier.to_owned(), image_key.to_owned());
         let found = tokio::task::spawn_blocking(move || read_disk(&layout, &id, &key, remembered))
@@ -399,22 +425,20 @@ impl Inner {
         let inner = Arc::clone(self);
         let identifier = identifier.to_owned();
         let flight_key = image_key.clone();
-        let (answer, joined) = self
-            .flights
-            .run(&flight_key, move || async move {
-                let limit = inner.download_timeout;
-                let refresh = inner.refresh(&identifier, &image_key, &location);
-                match tokio::time::timeout(limit, refresh).await {
-                    Ok(result) => result,
-                    Err(_) => Err(inner.unavailable(format!(
-                        "the download did not finish within download_timeout_s ({limit:?})"
-                    ))),
-                }
-            })
-            .await;
-        if joined {
+        let boarding = self.flights.board(&flight_key, move || async move {
+            let limit = inner.download_timeout;
+            let refresh = inner.refresh(&identifier, &image_key, &location);
+            match tokio::time::timeout(limit, refresh).await {
+                Ok(result) => result,
+                Err(_) => Err(inner.unavailable(format!(
+                    "the download did not finish within download_timeout_s ({limit:?})"
+                ))),
+            }
+        });
+        if boarding.joined {
             self.metrics.single_flight_waits.inc();
         }
+        let answer = boarding.answer().await;
         answer.unwrap_or_else(|| {
             Err(FetchError::Io(
                 "the download task ended without an answer (runtime shutting down?)".into(),
@@ -430,7 +454,10 @@ impl Inner {
         location: &S3Location,
     ) -> Result<Master, FetchError> {
         let _node_lock = match &self.lock {
-            Some(lock) => match self.take_node_lock(lock, identifier, image_key, location).await? {
+            Some(lock) => match self
+                .take_node_lock(lock, identifier, image_key, location)
+                .await?
+            {
                 NodeTurn::Ours(guard) => guard,
                 NodeTurn::DoneElsewhere(master) => return Ok(master),
             },
@@ -455,9 +482,14 @@ impl Inner {
         let started = Instant::now();
         let etag = current.as_ref().and_then(|k| k.sidecar.etag.as_deref());
         match s3::get(&self.client, location, etag).await {
-            Err(GetFailure::Unavailable(reason)) => {
+            Err(GetFailure::Unavailable { reason, outage }) => {
                 self.metrics.fetch(fetch_outcome::UNAVAILABLE);
-                self.outage.record_failure();
+                if outage {
+                    self.outage.record_failure();
+                } else {
+                    // S3 answered (403, 400…): a configuration problem, not an outage.
+                    self.outage.record_success();
+                }
                 log::warn!("GET s3://{}/{}: {reason}", location.bucket, location.key);
                 self.serve_cached_or_fail(image_key, current, reason)
             }
@@ -470,7 +502,9 @@ impl Inner {
                 self.outage.record_success();
                 self.metrics.fetch(fetch_outcome::NOT_MODIFIED);
                 let Some(known) = current else {
-                    return Err(FetchError::Io("S3 answered 304 to an unconditional GET".into()));
+                    return Err(FetchError::Io(
+                        "S3 answered 304 to an unconditional GET".into(),
+                    ));
                 };
                 self.confirm(identifier, image_key, known).await
             }
@@ -489,7 +523,9 @@ impl Inner {
                     let id = identifier.to_owned();
                     match tokio::task::spawn_blocking(move || purge(&layout, &id)).await {
                         Ok(Ok(_)) => {}
-                        Ok(Err(error)) => log::warn!("removing the withdrawn {identifier:?}: {error}"),
+                        Ok(Err(error)) => {
+                            log::warn!("removing the withdrawn {identifier:?}: {error}")
+                        }
                         Err(error) => log::warn!("removing the withdrawn {identifier:?}: {error}"),
                     }
                 }
@@ -528,7 +564,9 @@ impl Inner {
             pause = (pause * 2).min(LOCK_POLL_MAX);
             if let Some((known, replaced)) = self.on_disk(identifier, image_key, false).await? {
                 if known.is_from(location) && self.is_fresh(&known) {
-                    return Ok(NodeTurn::DoneElsewhere(self.master(image_key, &known, replaced)));
+                    return Ok(NodeTurn::DoneElsewhere(
+                        self.master(image_key, &known, replaced),
+                    ));
                 }
             }
         }
@@ -559,10 +597,14 @@ impl Inner {
     ) -> Result<Master, FetchError> {
         self.metrics.revalidation(revalidation_outcome::UNCHANGED);
         known.sidecar.verified_at = SystemTime::now();
-        let (tmp_dir, path) = (self.layout.tmp_dir(), self.layout.sidecar_path_for_key(image_key));
+        let (tmp_dir, path) = (
+            self.layout.tmp_dir(),
+            self.layout.sidecar_path_for_key(image_key),
+        );
         let (bytes, key) = (known.sidecar.to_json(), image_key.to_owned());
         let written =
-            tokio::task::spawn_blocking(move || write_atomically(&tmp_dir, &key, &path, &bytes)).await;
+            tokio::task::spawn_blocking(move || write_atomically(&tmp_dir, &key, &path, &bytes))
+                .await;
         match written {
             Ok(Ok(())) => {}
             // The copy is still good; the next use revalidates again.
@@ -584,13 +626,19 @@ impl Inner {
         started: Instant,
     ) -> Result<Master, FetchError> {
         self.metrics.downloads_in_progress.inc();
-        let downloaded = self.download(image_key, object.body, object.content_length).await;
+        let downloaded = self
+            .download(image_key, object.body, object.content_length)
+            .await;
         self.metrics.downloads_in_progress.dec();
         let (tmp, size) = match downloaded {
             Ok(done) => done,
             Err(DownloadError::Body(reason)) => {
                 self.metrics.fetch(fetch_outcome::UNAVAILABLE);
-                log::warn!("downloading s3://{}/{}: {reason}", location.bucket, location.key);
+                log::warn!(
+                    "downloading s3://{}/{}: {reason}",
+                    location.bucket,
+                    location.key
+                );
                 return self.serve_cached_or_fail(image_key, current, reason);
             }
             Err(DownloadError::Cache(error)) => {
@@ -611,24 +659,23 @@ impl Inner {
             verified_at: now,
             checksum: object.checksum,
         };
-        let replaced_on_disk = current
-            .as_ref()
-            .is_some_and(|k| k.sidecar.version() != sidecar.version());
         let layout = self.layout.clone();
         let key = image_key.to_owned();
         let placed = {
             let sidecar = sidecar.clone();
-            tokio::task::spawn_blocking(move || place(&layout, &key, tmp, &sidecar, replaced_on_disk))
+            tokio::task::spawn_blocking(move || place(&layout, &key, tmp, &sidecar))
                 .await
                 .map_err(io::Error::other)
                 .and_then(|result| result)
         };
-        let identity = match placed {
-            Ok(identity) => identity,
+        let (identity, replaced_on_disk) = match placed {
+            Ok(placed) => placed,
             Err(error) => {
                 self.metrics.fetch(fetch_outcome::CACHE_ERROR);
                 log::error!("putting the master of {identifier:?} in place: {error}");
-                return Err(FetchError::Io(format!("putting the master in place: {error}")));
+                return Err(FetchError::Io(format!(
+                    "putting the master in place: {error}"
+                )));
             }
         };
         self.metrics.fetch(fetch_outcome::DOWNLOADED);
@@ -727,20 +774,24 @@ fn read_disk(
 }
 
 /// Renames the downloaded file over the master (mtime = S3's Last-Modified), writes the
-/// sidecar, and drops the derivatives of a replaced copy. Blocking.
+/// sidecar, and drops the derivatives when this replaced a different copy (whoever fetched
+/// that one, from whichever rule). Returns the new file's identity and whether it replaced.
+/// Blocking.
 fn place(
     layout: &CacheLayout,
     image_key: &str,
     tmp: TmpFile,
     sidecar: &Sidecar,
-    replaced: bool,
-) -> io::Result<Identity> {
+) -> io::Result<(Identity, bool)> {
     let master = layout.master_path_for_key(image_key);
+    let sidecar_path = layout.sidecar_path_for_key(image_key);
+    let replaced = Sidecar::read(&sidecar_path)?
+        .is_some_and(|previous| previous.version() != sidecar.version());
     tmp.persist(&master, Some(sidecar.last_modified))?;
     write_atomically(
         &layout.tmp_dir(),
         image_key,
-        &layout.sidecar_path_for_key(image_key),
+        &sidecar_path,
         &sidecar.to_json(),
     )?;
     if replaced {
@@ -750,7 +801,7 @@ fn place(
             Err(error) => log::warn!("removing the derivatives of a replaced master: {error}"),
         }
     }
-    Ok(Identity::of(&std::fs::metadata(&master)?))
+    Ok((Identity::of(&std::fs::metadata(&master)?), replaced))
 }
 
 /// The secret key from the config or its file (first line, trimmed).

@@ -24,47 +24,76 @@ impl<T: Clone + Send + Sync + 'static> Flights<T> {
         })
     }
 
-    /// The result of the flight for `key`: joins the one in the air, or starts `work()` in a new
-    /// task. Also says whether this call joined (waited for) a flight started by another call.
-    /// Must be called within a Tokio runtime.
-    pub(crate) async fn run<F>(self: &Arc<Self>, key: &str, work: impl FnOnce() -> F) -> (Option<T>, bool)
+    /// Boards the flight for `key`: joins the one in the air, or starts `work()` in a new task.
+    /// [`Boarding::joined`] says which, at once (before the answer); [`Boarding::answer`]
+    /// waits for the result. Must be called within a Tokio runtime.
+    pub(crate) fn board<F>(self: &Arc<Self>, key: &str, work: impl FnOnce() -> F) -> Boarding<T>
     where
         F: Future<Output = T> + Send + 'static,
     {
-        let (mut answer, joined) = {
-            let mut in_air = self.in_air.lock().unwrap_or_else(|e| e.into_inner());
-            match in_air.get(key) {
-                Some(answer) => (answer.clone(), true),
-                None => {
-                    let (sender, answer) = watch::channel(None);
-                    in_air.insert(key.to_owned(), answer.clone());
-                    let landing = Landing {
-                        flights: Arc::clone(self),
-                        key: key.to_owned(),
-                    };
-                    let work = work();
-                    tokio::spawn(async move {
-                        // Dropped last, also when the task is cancelled: the key is free again.
-                        let _landing = landing;
-                        let value = work.await;
-                        let _ = sender.send(Some(value));
-                    });
-                    (answer, false)
-                }
-            }
+        let mut in_air = self.in_air.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(answer) = in_air.get(key) {
+            return Boarding {
+                joined: true,
+                answer: answer.clone(),
+            };
+        }
+        let (sender, answer) = watch::channel(None);
+        in_air.insert(key.to_owned(), answer.clone());
+        let landing = Landing {
+            flights: Arc::clone(self),
+            key: key.to_owned(),
         };
-        let value = answer
-            .wait_for(Option::is_some)
-            .await
-            .ok()
-            .and_then(|value| value.clone());
-        (value, joined)
+        let work = work();
+        tokio::spawn(async move {
+            // Dropped last, also when the task is cancelled: the key is free again.
+            let _landing = landing;
+            let value = work.await;
+            let _ = sender.send(Some(value));
+        });
+        Boarding {
+            joined: false,
+            answer,
+        }
+    }
+
+    /// [`Flights::board`] and wait: the answer, and whether this call joined another's flight.
+    #[cfg(test)]
+    pub(crate) async fn run<F>(
+        self: &Arc<Self>,
+        key: &str,
+        work: impl FnOnce() -> F,
+    ) -> (Option<T>, bool)
+    where
+        F: Future<Output = T> + Send + 'static,
+    {
+        let boarding = self.board(key, work);
+        let joined = boarding.joined;
+        (boarding.answer().await, joined)
     }
 
     /// Number of flights in the air (for tests and debugging).
     #[cfg(test)]
     pub(crate) fn len(&self) -> usize {
         self.in_air.lock().unwrap().len()
+    }
+}
+
+/// A seat on a flight.
+pub(crate) struct Boarding<T> {
+    /// True when the flight was started by another call.
+    pub(crate) joined: bool,
+    answer: watch::Receiver<Option<T>>,
+}
+
+impl<T: Clone> Boarding<T> {
+    /// The flight's result; `None` when its task died without one (panic, runtime shutdown).
+    pub(crate) async fn answer(mut self) -> Option<T> {
+        self.answer
+            .wait_for(Option::is_some)
+            .await
+            .ok()
+            .and_then(|value| value.clone())
     }
 }
 
@@ -94,13 +123,17 @@ mod tests {
     async fn concurrent_calls_share_one_run() {
         let flights = Flights::<usize>::new();
         let runs = Arc::new(AtomicUsize::new(0));
+        let started = Arc::new(AtomicUsize::new(0));
         let release = Arc::new(Notify::new());
         let mut tasks = Vec::new();
         for _ in 0..50 {
             let flights = Arc::clone(&flights);
             let runs = Arc::clone(&runs);
+            let started = Arc::clone(&started);
             let release = Arc::clone(&release);
             tasks.push(tokio::spawn(async move {
+                // Counted in the same poll that joins the flight (no await in between).
+                started.fetch_add(1, Ordering::SeqCst);
                 flights
                     .run("k", move || async move {
                         release.notified().await;
@@ -109,11 +142,8 @@ mod tests {
                     .await
             }));
         }
-        // Let every caller join before the work may finish.
-        while Arc::strong_count(&release) > 2 || flights.len() == 0 {
-            tokio::task::yield_now().await;
-        }
-        for _ in 0..50 {
+        // Every caller has joined before the work may finish.
+        while started.load(Ordering::SeqCst) < 50 {
             tokio::task::yield_now().await;
         }
         release.notify_one();

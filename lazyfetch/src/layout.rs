@@ -61,7 +61,8 @@ impl CacheLayout {
 
     /// The master's path.
     pub fn master_path(&self, identifier: &str) -> PathBuf {
-        self.root.join(Self::master_relative(&Self::image_key(identifier)))
+        self.root
+            .join(Self::master_relative(&Self::image_key(identifier)))
     }
 
     /// The master's path relative to the root, as iipsrv's `FIF` parameter
@@ -97,8 +98,10 @@ impl CacheLayout {
 
     /// The sidecar's path for an image key.
     pub fn sidecar_path_for_key(&self, key: &str) -> PathBuf {
-        self.root
-            .join(format!("{}.{SIDECAR_EXTENSION}", Self::master_relative(key)))
+        self.root.join(format!(
+            "{}.{SIDECAR_EXTENSION}",
+            Self::master_relative(key)
+        ))
     }
 
     /// The derivatives directory for an image key.
@@ -125,19 +128,28 @@ mod tests {
     fn known_key_and_paths() {
         // printf %s astronaut | sha256sum
         let key = CacheLayout::image_key("astronaut");
-        assert_eq!(key, "df0c29d39619e8cf2d4b67713d61dc9a9ea29f4133b3925bfcea433547eabf0a");
+        assert_eq!(
+            key,
+            "df0c29d39619e8cf2d4b67713d61dc9a9ea29f4133b3925bfcea433547eabf0a"
+        );
         assert!(CacheLayout::is_image_key(&key));
         let layout = CacheLayout::new(PathBuf::from("/var/cache/iiif"));
         let fif = layout.master_fif("astronaut");
         assert_eq!(fif, format!("masters/{}/{}/{key}", &key[..2], &key[2..4]));
-        assert_eq!(layout.master_path("astronaut"), Path::new("/var/cache/iiif").join(&fif));
+        assert_eq!(
+            layout.master_path("astronaut"),
+            Path::new("/var/cache/iiif").join(&fif)
+        );
         assert_eq!(
             layout.sidecar_path("astronaut"),
             Path::new("/var/cache/iiif").join(format!("{fif}.json"))
         );
         assert_eq!(
             layout.derivatives_dir("astronaut"),
-            Path::new("/var/cache/iiif/derivatives").join(&key[..2]).join(&key[2..4]).join(&key)
+            Path::new("/var/cache/iiif/derivatives")
+                .join(&key[..2])
+                .join(&key[2..4])
+                .join(&key)
         );
     }
 
@@ -151,7 +163,9 @@ mod tests {
             CacheLayout::image_key("abc"),
             "ba7816bf8f01cfea414140de5dae2223b00361a396177a9cb410ff61f20015ad"
         );
-        assert!(!CacheLayout::is_image_key("BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"));
+        assert!(!CacheLayout::is_image_key(
+            "BA7816BF8F01CFEA414140DE5DAE2223B00361A396177A9CB410FF61F20015AD"
+        ));
         assert!(!CacheLayout::is_image_key("abc"));
     }
 

@@ -47,7 +47,9 @@ pub mod units;
 #[cfg(feature = "garage-harness")]
 pub mod testing;
 
-pub use config::{CacheConfig, ConfigErrors, ConfigProblem, GatewaySections, LoadError, MastersConfig};
+pub use config::{
+    CacheConfig, ConfigErrors, ConfigProblem, GatewaySections, LoadError, MastersConfig,
+};
 pub use error::{FetchError, StartupError};
 pub use fetch::{LazyFetch, Master};
 pub use layout::CacheLayout;

@@ -93,13 +93,23 @@ impl NodeLock {
         let token = crate::tmpfile::unique_token();
         let ttl_ms = u64::try_from(inner.ttl.as_millis()).unwrap_or(u64::MAX);
         let mut command = redis::cmd("SET");
-        command.arg(&key).arg(&token).arg("NX").arg("PX").arg(ttl_ms);
+        command
+            .arg(&key)
+            .arg(&token)
+            .arg("NX")
+            .arg("PX")
+            .arg(ttl_ms);
         let set = command.query_async::<Option<String>>(&mut connection);
         match tokio::time::timeout(inner.timeout, set).await {
-            Ok(Ok(Some(_))) => Acquire::Held(LockGuard::start(Arc::clone(inner), connection, key, token)),
+            Ok(Ok(Some(_))) => {
+                Acquire::Held(LockGuard::start(Arc::clone(inner), connection, key, token))
+            }
             Ok(Ok(None)) => Acquire::Busy,
             Ok(Err(error)) => {
-                log::warn!("download lock at {}: {error}; downloading without it", inner.url);
+                log::warn!(
+                    "download lock at {}: {error}; downloading without it",
+                    inner.url
+                );
                 Acquire::RedisUnavailable
             }
             Err(_) => {
@@ -121,7 +131,10 @@ impl Inner {
             return Some(connection.clone());
         }
         {
-            let retry_at = self.retry_connect_at.lock().unwrap_or_else(|e| e.into_inner());
+            let retry_at = self
+                .retry_connect_at
+                .lock()
+                .unwrap_or_else(|e| e.into_inner());
             if retry_at.is_some_and(|at| Instant::now() < at) {
                 return None;
             }
@@ -147,8 +160,10 @@ impl Inner {
                     self.url,
                     RECONNECT_AFTER
                 );
-                *self.retry_connect_at.lock().unwrap_or_else(|e| e.into_inner()) =
-                    Some(Instant::now() + RECONNECT_AFTER);
+                *self
+                    .retry_connect_at
+                    .lock()
+                    .unwrap_or_else(|e| e.into_inner()) = Some(Instant::now() + RECONNECT_AFTER);
                 None
             }
         }
@@ -180,10 +195,14 @@ impl LockGuard {
                     match tokio::time::timeout(inner.timeout, refresh).await {
                         Ok(Ok(1)) => {}
                         Ok(Ok(_)) => {
-                            log::warn!("download lock {key} expired while held; the download goes on");
+                            log::warn!(
+                                "download lock {key} expired while held; the download goes on"
+                            );
                             return;
                         }
-                        Ok(Err(error)) => log::warn!("download lock {key}: refresh failed: {error}"),
+                        Ok(Err(error)) => {
+                            log::warn!("download lock {key}: refresh failed: {error}")
+                        }
                         Err(_) => log::warn!("download lock {key}: refresh timed out"),
                     }
                 }

@@ -18,7 +18,13 @@ pub(crate) mod fetch_outcome {
     pub(crate) const UNAVAILABLE: &str = "unavailable";
     /// Writing the cache failed.
     pub(crate) const CACHE_ERROR: &str = "cache_error";
-    pub(crate) const ALL: [&str; 5] = [DOWNLOADED, NOT_MODIFIED, NOT_FOUND, UNAVAILABLE, CACHE_ERROR];
+    pub(crate) const ALL: [&str; 5] = [
+        DOWNLOADED,
+        NOT_MODIFIED,
+        NOT_FOUND,
+        UNAVAILABLE,
+        CACHE_ERROR,
+    ];
 }
 
 /// Results of revalidating a cached master (`revalidations_total{outcome}`).
@@ -60,7 +66,10 @@ pub(crate) struct Metrics {
 impl Metrics {
     pub(crate) fn register(registry: &Registry) -> Result<Metrics, prometheus::Error> {
         let fetches = IntCounterVec::new(
-            Opts::new("iiif_masters_fetches_total", "GET requests sent to S3 for masters, by outcome"),
+            Opts::new(
+                "iiif_masters_fetches_total",
+                "GET requests sent to S3 for masters, by outcome",
+            ),
             &["outcome"],
         )?;
         let fetched_bytes = IntCounter::new(
@@ -94,7 +103,10 @@ impl Metrics {
             "Downloads from S3 running now",
         )?;
         let warmups = IntCounterVec::new(
-            Opts::new("iiif_masters_warmups_total", "Background warm-ups (info.json), by outcome"),
+            Opts::new(
+                "iiif_masters_warmups_total",
+                "Background warm-ups (info.json), by outcome",
+            ),
             &["outcome"],
         )?;
         for outcome in fetch_outcome::ALL {

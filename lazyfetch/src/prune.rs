@@ -51,7 +51,13 @@ pub struct Candidate {
 
 /// Indexes of the candidates to remove, in removal order: nothing while `total` is at or below
 /// `high`; otherwise the longest (weighted) idle first until the rest is at or below `low`.
-pub fn choose_victims(candidates: &[Candidate], total: u64, high: u64, low: u64, small_weight: f64) -> Vec<usize> {
+pub fn choose_victims(
+    candidates: &[Candidate],
+    total: u64,
+    high: u64,
+    low: u64,
+    small_weight: f64,
+) -> Vec<usize> {
     if total <= high {
         return Vec::new();
     }
@@ -134,7 +140,11 @@ pub struct PruneReport {
 /// # Errors
 /// The watermarks (with overrides) do not go together, or the cache cannot be scanned. A unit
 /// that cannot be removed is reported in [`PruneReport::errors`] and the run goes on.
-pub fn prune(layout: &CacheLayout, cache: &CacheConfig, options: PruneOptions) -> io::Result<PruneReport> {
+pub fn prune(
+    layout: &CacheLayout,
+    cache: &CacheConfig,
+    options: PruneOptions,
+) -> io::Result<PruneReport> {
     prune_at(layout, cache, &options, SystemTime::now())
 }
 
@@ -181,7 +191,10 @@ pub fn plan(
     effective
         .validate()
         .map_err(|errors| io::Error::new(io::ErrorKind::InvalidInput, errors.to_string()))?;
-    let (high, low) = (effective.high_watermark_bytes(), effective.low_watermark_bytes());
+    let (high, low) = (
+        effective.high_watermark_bytes(),
+        effective.low_watermark_bytes(),
+    );
 
     let scanned = scan(layout)?;
     let small_limit = effective.small_master_bytes.bytes();
@@ -195,27 +208,36 @@ pub fn plan(
         })
         .collect();
     let before = scanned.unit_bytes();
-    let victims = choose_victims(&candidates, before, high, low, effective.small_master_weight)
-        .into_iter()
-        .map(|index| {
-            let unit = &scanned.units[index];
-            let pruned = PrunedUnit {
-                key: unit.key.clone(),
-                identifier: identifier_of(layout, &unit.key),
-                bytes: unit.bytes(),
-                last_access: unit
-                    .last_access
-                    .duration_since(UNIX_EPOCH)
-                    .map_or(0, |d| d.as_secs()),
-                small: candidates[index].small,
-            };
-            (pruned, unit.last_access)
-        })
-        .collect();
+    let victims = choose_victims(
+        &candidates,
+        before,
+        high,
+        low,
+        effective.small_master_weight,
+    )
+    .into_iter()
+    .map(|index| {
+        let unit = &scanned.units[index];
+        let pruned = PrunedUnit {
+            key: unit.key.clone(),
+            identifier: identifier_of(layout, &unit.key),
+            bytes: unit.bytes(),
+            last_access: unit
+                .last_access
+                .duration_since(UNIX_EPOCH)
+                .map_or(0, |d| d.as_secs()),
+            small: candidates[index].small,
+        };
+        (pruned, unit.last_access)
+    })
+    .collect();
     let stale_tmp = scanned
         .tmp_files
         .iter()
-        .filter(|(_, _, modified)| now.duration_since(*modified).is_ok_and(|age| age > STALE_TMP_AGE))
+        .filter(|(_, _, modified)| {
+            now.duration_since(*modified)
+                .is_ok_and(|age| age > STALE_TMP_AGE)
+        })
         .map(|(path, bytes, _)| (path.clone(), *bytes))
         .collect();
     Ok(PrunePlan {
@@ -251,7 +273,10 @@ impl PrunePlan {
             self.report.stale_tmp_removed.push(path);
             self.report.stale_tmp_bytes += bytes;
         }
-        self.report.after_bytes = self.report.before_bytes.saturating_sub(self.report.freed_bytes);
+        self.report.after_bytes = self
+            .report
+            .before_bytes
+            .saturating_sub(self.report.freed_bytes);
         self.report
     }
 
@@ -304,20 +329,32 @@ pub fn textfile(report: &PruneReport, previous: Option<&str>, now: SystemTime) -
             .flat_map(str::lines)
             .find_map(|line| {
                 let (metric, value) = line.split_once(' ')?;
-                (metric == name).then(|| value.trim().parse::<f64>().ok()).flatten()
+                (metric == name)
+                    .then(|| value.trim().parse::<f64>().ok())
+                    .flatten()
             })
             .unwrap_or(0.0)
     };
     let runs = previous_value("iiif_masters_prune_runs_total") + 1.0;
-    let freed_total = previous_value("iiif_masters_prune_freed_bytes_total") + report.freed_bytes as f64;
+    let freed_total =
+        previous_value("iiif_masters_prune_freed_bytes_total") + report.freed_bytes as f64;
     let removed_total =
         previous_value("iiif_masters_prune_removed_units_total") + report.removed.len() as f64;
-    let timestamp = now.duration_since(UNIX_EPOCH).map_or(0.0, |d| d.as_secs_f64());
+    let timestamp = now
+        .duration_since(UNIX_EPOCH)
+        .map_or(0.0, |d| d.as_secs_f64());
     let mut out = String::new();
     let mut metric = |name: &str, kind: &str, help: &str, value: f64| {
-        out.push_str(&format!("# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"));
+        out.push_str(&format!(
+            "# HELP {name} {help}\n# TYPE {name} {kind}\n{name} {value}\n"
+        ));
     };
-    metric("iiif_masters_prune_runs_total", "counter", "Prune runs (dry runs excluded).", runs);
+    metric(
+        "iiif_masters_prune_runs_total",
+        "counter",
+        "Prune runs (dry runs excluded).",
+        runs,
+    );
     metric(
         "iiif_masters_prune_freed_bytes_total",
         "counter",
@@ -384,7 +421,12 @@ mod tests {
 
     #[test]
     fn oldest_first_until_below_the_low_watermark() {
-        let rows = [c(30, 10, false), c(30, 300, false), c(30, 200, false), c(30, 100, false)];
+        let rows = [
+            c(30, 10, false),
+            c(30, 300, false),
+            c(30, 200, false),
+            c(30, 100, false),
+        ];
         // 120 > 100: remove the oldest until ≤ 60.
         assert_eq!(choose_victims(&rows, 120, 100, 60, 4.0), [1, 2]);
     }
@@ -417,7 +459,10 @@ mod tests {
         };
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);
         let first = textfile(&report, None, now);
-        assert!(first.contains("\niiif_masters_prune_runs_total 1\n"), "{first}");
+        assert!(
+            first.contains("\niiif_masters_prune_runs_total 1\n"),
+            "{first}"
+        );
         assert!(first.contains("\niiif_masters_cache_bytes 700\n"));
         assert!(first.contains("\niiif_masters_prune_last_run_timestamp_seconds 1700000000\n"));
         let second = textfile(&report, Some(&first), now);

@@ -62,7 +62,10 @@ pub fn purge(layout: &CacheLayout, identifier: &str) -> io::Result<PurgeReport> 
 /// Removes the unit of `key`; returns what was removed.
 pub(crate) fn remove_unit(layout: &CacheLayout, key: &str) -> io::Result<Vec<RemovedFile>> {
     let mut removed = Vec::new();
-    for path in [layout.master_path_for_key(key), layout.sidecar_path_for_key(key)] {
+    for path in [
+        layout.master_path_for_key(key),
+        layout.sidecar_path_for_key(key),
+    ] {
         if let Some(bytes) = remove_file(&path)? {
             removed.push(RemovedFile { path, bytes });
         }
@@ -92,7 +95,12 @@ fn remove_tree(dir: &Path, removed: &mut Vec<RemovedFile>) -> io::Result<()> {
     for _ in 0..ATTEMPTS {
         let entries = match fs::read_dir(dir) {
             Ok(entries) => entries,
-            Err(error) if matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+            Err(error)
+                if matches!(
+                    error.kind(),
+                    io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+                ) =>
+            {
                 return Ok(());
             }
             Err(error) => return Err(error),

@@ -80,7 +80,9 @@ impl Template {
         self.pieces
             .iter()
             .filter_map(|piece| match piece {
-                Piece::Index(index) if *index >= regex.captures_len() => Some(format!("${{{index}}}")),
+                Piece::Index(index) if *index >= regex.captures_len() => {
+                    Some(format!("${{{index}}}"))
+                }
                 Piece::Name(name) if !regex.capture_names().any(|n| n == Some(name)) => {
                     Some(format!("${{{name}}}"))
                 }
@@ -168,8 +170,14 @@ mod tests {
     #[test]
     fn references_in_every_spelling() {
         let pattern = r"^(?<collection>[a-z]+)/(?<name>[^/]+)$";
-        assert_eq!(expand(pattern, "${collection}/${name}.tif", "maps/a b"), "maps/a b.tif");
-        assert_eq!(expand(pattern, "$collection/$name.tif", "maps/x"), "maps/x.tif");
+        assert_eq!(
+            expand(pattern, "${collection}/${name}.tif", "maps/a b"),
+            "maps/a b.tif"
+        );
+        assert_eq!(
+            expand(pattern, "$collection/$name.tif", "maps/x"),
+            "maps/x.tif"
+        );
         assert_eq!(expand(pattern, "${1}-${2}", "maps/x"), "maps-x");
         assert_eq!(expand(pattern, "$1-$2", "maps/x"), "maps-x");
         assert_eq!(expand(pattern, "${0}", "maps/x"), "maps/x");
@@ -184,16 +192,27 @@ mod tests {
         let regex = Regex::new("(a)").unwrap();
         let template = Template::parse("$1_x").unwrap();
         assert_eq!(template.unknown_groups(&regex), ["${1_x}"]);
-        assert!(Template::parse("${1}_x").unwrap().unknown_groups(&regex).is_empty());
+        assert!(Template::parse("${1}_x")
+            .unwrap()
+            .unknown_groups(&regex)
+            .is_empty());
     }
 
     #[test]
     fn malformed_templates_are_refused() {
         assert!(Template::parse("${name").unwrap_err().contains("unclosed"));
-        assert!(Template::parse("a$").unwrap_err().contains("without a group"));
-        assert!(Template::parse("${}").unwrap_err().contains("without a group"));
-        assert!(Template::parse("$/x").unwrap_err().contains("without a group"));
-        assert!(Template::parse("${a-b}").unwrap_err().contains("invalid group name"));
+        assert!(Template::parse("a$")
+            .unwrap_err()
+            .contains("without a group"));
+        assert!(Template::parse("${}")
+            .unwrap_err()
+            .contains("without a group"));
+        assert!(Template::parse("$/x")
+            .unwrap_err()
+            .contains("without a group"));
+        assert!(Template::parse("${a-b}")
+            .unwrap_err()
+            .contains("invalid group name"));
     }
 
     #[test]
@@ -213,18 +232,26 @@ mod tests {
         };
         assert_eq!(
             rules.locate("maps/one"),
-            Some(S3Location { bucket: "masters".into(), key: "maps/one.tif".into() })
+            Some(S3Location {
+                bucket: "masters".into(),
+                key: "maps/one.tif".into()
+            })
         );
         assert_eq!(
             rules.locate("Maps/one"),
-            Some(S3Location { bucket: "other".into(), key: "Maps/one".into() })
+            Some(S3Location {
+                bucket: "other".into(),
+                key: "Maps/one".into()
+            })
         );
         assert_eq!(rules.locate(""), None);
     }
 
     #[test]
     fn empty_expansion_is_no_location() {
-        let rules = Rules { rules: vec![rule(r"^(a)?b$", "bucket", "${1}")] };
+        let rules = Rules {
+            rules: vec![rule(r"^(a)?b$", "bucket", "${1}")],
+        };
         assert_eq!(rules.locate("b"), None);
         assert_eq!(rules.locate("ab").unwrap().key, "a");
     }

@@ -88,8 +88,15 @@ pub(crate) enum GetAnswer {
 /// Why a GET got no usable answer.
 #[derive(Debug)]
 pub(crate) enum GetFailure {
-    /// Connection, timeout, 5xx, 403 (after the client's retries): worth trying later.
-    Unavailable(String),
+    /// No usable answer (after the client's retries): worth trying later.
+    Unavailable {
+        /// What went wrong.
+        reason: String,
+        /// True when S3 did not answer or failed itself (connection, timeout, 5xx): an outage.
+        /// False when it answered with a refusal (403 AccessDenied, 400, …): S3 is up, and
+        /// other images may well be served.
+        outage: bool,
+    },
     /// The request could not even be built (a bucket name S3 does not accept).
     Invalid(String),
 }
@@ -139,7 +146,10 @@ fn classify(
     if status == Some(304) {
         return Ok(GetAnswer::NotModified);
     }
-    if error.as_service_error().is_some_and(GetObjectError::is_no_such_key) {
+    if error
+        .as_service_error()
+        .is_some_and(GetObjectError::is_no_such_key)
+    {
         return Ok(GetAnswer::NotFound);
     }
     let reason = DisplayErrorContext(&error).to_string();
@@ -151,7 +161,13 @@ fn classify(
             log::warn!("S3 answered 404 without NoSuchKey: {reason}");
             Ok(GetAnswer::NotFound)
         }
-        (_, Some(status)) => Err(GetFailure::Unavailable(format!("HTTP {status}: {reason}"))),
-        _ => Err(GetFailure::Unavailable(reason)),
+        (_, Some(status)) => Err(GetFailure::Unavailable {
+            reason: format!("HTTP {status}: {reason}"),
+            outage: status >= 500,
+        }),
+        _ => Err(GetFailure::Unavailable {
+            reason,
+            outage: true,
+        }),
     }
 }

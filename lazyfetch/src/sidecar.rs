@@ -49,7 +49,13 @@ impl Sidecar {
             Some(etag) => etag
                 .trim_matches('"')
                 .chars()
-                .map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' })
+                .map(|c| {
+                    if c.is_ascii_alphanumeric() || c == '-' {
+                        c
+                    } else {
+                        '_'
+                    }
+                })
                 .collect::<String>(),
             None => format!("t{}", unix_seconds(self.last_modified)),
         };
@@ -97,11 +103,16 @@ mod http_time {
 
     use serde::{de, Deserialize, Deserializer, Serializer};
 
-    pub(super) fn serialize<S: Serializer>(time: &SystemTime, serializer: S) -> Result<S::Ok, S::Error> {
+    pub(super) fn serialize<S: Serializer>(
+        time: &SystemTime,
+        serializer: S,
+    ) -> Result<S::Ok, S::Error> {
         serializer.serialize_str(&httpdate::fmt_http_date(*time))
     }
 
-    pub(super) fn deserialize<'de, D: Deserializer<'de>>(deserializer: D) -> Result<SystemTime, D::Error> {
+    pub(super) fn deserialize<'de, D: Deserializer<'de>>(
+        deserializer: D,
+    ) -> Result<SystemTime, D::Error> {
         let text = String::deserialize(deserializer)?;
         httpdate::parse_http_date(&text).map_err(de::Error::custom)
     }
@@ -131,7 +142,10 @@ mod tests {
     fn json_round_trip() {
         let original = sidecar();
         let text = String::from_utf8(original.to_json()).unwrap();
-        assert!(text.contains("\"last_modified\": \"Tue, 14 Nov 2023 22:13:20 GMT\""), "{text}");
+        assert!(
+            text.contains("\"last_modified\": \"Tue, 14 Nov 2023 22:13:20 GMT\""),
+            "{text}"
+        );
         assert_eq!(serde_json::from_str::<Sidecar>(&text).unwrap(), original);
     }
 
@@ -152,9 +166,11 @@ mod tests {
         std::fs::write(&path, b"12345").unwrap();
         let sidecar = sidecar();
         let file = std::fs::File::options().write(true).open(&path).unwrap();
-        file.set_modified(sidecar.last_modified + Duration::from_millis(300)).unwrap();
+        file.set_modified(sidecar.last_modified + Duration::from_millis(300))
+            .unwrap();
         assert!(sidecar.describes(&std::fs::metadata(&path).unwrap()));
-        file.set_modified(sidecar.last_modified + Duration::from_secs(1)).unwrap();
+        file.set_modified(sidecar.last_modified + Duration::from_secs(1))
+            .unwrap();
         assert!(!sidecar.describes(&std::fs::metadata(&path).unwrap()));
         file.set_modified(sidecar.last_modified).unwrap();
         std::fs::write(&path, b"123456").unwrap();

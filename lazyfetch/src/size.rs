@@ -80,21 +80,24 @@ fn parse_scaled(number: &str, multiplier: u64) -> Option<u64> {
     if whole.is_empty() && fraction.is_empty() {
         return None;
     }
-    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit())
-    {
+    if !whole.bytes().all(|b| b.is_ascii_digit()) || !fraction.bytes().all(|b| b.is_ascii_digit()) {
         return None;
     }
-    let whole_value: u64 = if whole.is_empty() { 0 } else { whole.parse().ok()? };
-    let mut bytes = whole_value.checked_mul(multiplier)?;
-    // The fraction in integer arithmetic: digit by digit, so "0.5KiB" is exactly 512.
-    let mut scale = multiplier;
-    for digit in fraction.bytes().map(|b| u64::from(b - b'0')) {
-        if scale < 10 {
-            break;
-        }
-        scale /= 10;
-        bytes = bytes.checked_add(digit * scale)?;
+    let whole_value: u64 = if whole.is_empty() {
+        0
+    } else {
+        whole.parse().ok()?
+    };
+    let bytes = whole_value.checked_mul(multiplier)?;
+    // The fraction exactly, in integers: multiplier × digits / 10^n, rounded down ("1.5GiB" is
+    // 1610612736, "0.5KiB" is 512). Digits past the 18th cannot matter below one byte per EiB.
+    let digits = &fraction[..fraction.len().min(18)];
+    if digits.is_empty() {
+        return Some(bytes);
     }
+    let numerator = u128::from(multiplier) * digits.parse::<u128>().ok()?;
+    let part = numerator / 10u128.pow(digits.len() as u32);
+    let bytes = bytes.checked_add(u64::try_from(part).ok()?)?;
     Some(bytes)
 }
 
@@ -171,7 +174,11 @@ impl FromStr for Percent {
                 "invalid percentage {text:?}: expected a number from 0 to 100 followed by %, e.g. \"90%\""
             ))
         };
-        let number = text.trim().strip_suffix('%').ok_or_else(invalid)?.trim_end();
+        let number = text
+            .trim()
+            .strip_suffix('%')
+            .ok_or_else(invalid)?
+            .trim_end();
         if number.is_empty() || !number.bytes().all(|b| b.is_ascii_digit() || b == b'.') {
             return Err(invalid());
         }
@@ -227,7 +234,15 @@ mod tests {
     #[test]
     fn bad_sizes_are_refused_with_the_text_in_the_message() {
         for text in [
-            "", "GiB", "5 XB", "-5", "1.2.3MiB", "1e9", "5GiBs", ".", "99999999999999999999",
+            "",
+            "GiB",
+            "5 XB",
+            "-5",
+            "1.2.3MiB",
+            "1e9",
+            "5GiBs",
+            ".",
+            "99999999999999999999",
         ] {
             let error = text.parse::<ByteSize>().unwrap_err();
             assert!(

@@ -60,7 +60,11 @@ pub fn stats(layout: &CacheLayout, cache: &CacheConfig) -> io::Result<CacheStats
         root: layout.root().display().to_string(),
         bytes,
         units: scanned.units.len(),
-        masters: scanned.units.iter().filter(|u| u.master_bytes.is_some()).count(),
+        masters: scanned
+            .units
+            .iter()
+            .filter(|u| u.master_bytes.is_some())
+            .count(),
         master_bytes: scanned.units.iter().filter_map(|u| u.master_bytes).sum(),
         derivatives_bytes: scanned.units.iter().map(|u| u.derivatives_bytes).sum(),
         tmp_bytes: scanned.tmp_bytes(),

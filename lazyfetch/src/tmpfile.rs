@@ -32,7 +32,10 @@ impl TmpFile {
     pub fn create(tmp_dir: &Path, stem: &str) -> io::Result<TmpFile> {
         fs::create_dir_all(tmp_dir)?;
         let path = tmp_dir.join(format!("{stem}.{}{TMP_SUFFIX}", unique_token()));
-        let file = OpenOptions::new().write(true).create_new(true).open(&path)?;
+        let file = OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .open(&path)?;
         Ok(TmpFile {
             path,
             file: Some(file),
@@ -83,7 +86,12 @@ impl Drop for TmpFile {
 ///
 /// # Errors
 /// Any step failed; `destination` is then untouched.
-pub fn write_atomically(tmp_dir: &Path, stem: &str, destination: &Path, bytes: &[u8]) -> io::Result<()> {
+pub fn write_atomically(
+    tmp_dir: &Path,
+    stem: &str,
+    destination: &Path,
+    bytes: &[u8],
+) -> io::Result<()> {
     use std::io::Write;
     let mut tmp = TmpFile::create(tmp_dir, stem)?;
     tmp.file().write_all(bytes)?;
@@ -129,19 +137,26 @@ mod tests {
         let modified = SystemTime::UNIX_EPOCH + std::time::Duration::from_secs(1_000_000_000);
         kept.persist(&destination, Some(modified)).unwrap();
         assert_eq!(fs::read(&destination).unwrap(), b"whole");
-        assert_eq!(fs::metadata(&destination).unwrap().modified().unwrap(), modified);
+        assert_eq!(
+            fs::metadata(&destination).unwrap().modified().unwrap(),
+            modified
+        );
         assert_eq!(fs::read_dir(&tmp_dir).unwrap().count(), 0);
     }
 
     #[test]
     fn names_are_unique() {
         let dir = tempfile::tempdir().unwrap();
-        let files: Vec<_> = (0..100).map(|_| TmpFile::create(dir.path(), "k").unwrap()).collect();
+        let files: Vec<_> = (0..100)
+            .map(|_| TmpFile::create(dir.path(), "k").unwrap())
+            .collect();
         let mut names: Vec<_> = files.iter().map(|f| f.path().to_owned()).collect();
         names.sort();
         names.dedup();
         assert_eq!(names.len(), 100);
-        assert!(names.iter().all(|n| n.to_string_lossy().ends_with(TMP_SUFFIX)));
+        assert!(names
+            .iter()
+            .all(|n| n.to_string_lossy().ends_with(TMP_SUFFIX)));
     }
 
     #[test]

@@ -124,9 +124,13 @@ pub fn identifier_of(layout: &CacheLayout, key: &str) -> Option<String> {
     if let Ok(Some(sidecar)) = Sidecar::read(&layout.sidecar_path_for_key(key)) {
         return Some(sidecar.identifier);
     }
-    fs::read_to_string(layout.derivatives_dir_for_key(key).join(DERIVATIVES_ID_FILE))
-        .ok()
-        .map(|text| text.trim_end_matches('\n').to_owned())
+    fs::read_to_string(
+        layout
+            .derivatives_dir_for_key(key)
+            .join(DERIVATIVES_ID_FILE),
+    )
+    .ok()
+    .map(|text| text.trim_end_matches('\n').to_owned())
 }
 
 #[derive(Default)]
@@ -146,7 +150,9 @@ impl Partial {
             self.sidecar.as_ref().and_then(|m| m.modified().ok()),
             self.derivatives.as_ref().and_then(|(_, access, _)| *access),
             self.master.as_ref().map(change_time),
-            self.derivatives.as_ref().and_then(|(_, _, dir)| dir.modified().ok()),
+            self.derivatives
+                .as_ref()
+                .and_then(|(_, _, dir)| dir.modified().ok()),
         );
         Some(Unit {
             key,
@@ -209,7 +215,8 @@ fn is_fan_out_name(name: &std::ffi::OsStr) -> bool {
 
 /// Total file bytes under `dir` (recursively) and the mtime of its `.access` file.
 fn derivatives_summary(dir: &Path) -> io::Result<(u64, Option<SystemTime>)> {
-    let access = metadata_if_exists(&dir.join(DERIVATIVES_ACCESS_FILE))?.and_then(|m| m.modified().ok());
+    let access =
+        metadata_if_exists(&dir.join(DERIVATIVES_ACCESS_FILE))?.and_then(|m| m.modified().ok());
     let mut bytes = 0;
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
@@ -231,7 +238,11 @@ fn list_tmp(dir: &Path) -> io::Result<Vec<(PathBuf, u64, SystemTime)>> {
     for name in read_dir_if_exists(dir)? {
         let path = dir.join(name);
         if let Some(metadata) = metadata_if_exists(&path)?.filter(Metadata::is_file) {
-            files.push((path, metadata.len(), metadata.modified().unwrap_or(UNIX_EPOCH)));
+            files.push((
+                path,
+                metadata.len(),
+                metadata.modified().unwrap_or(UNIX_EPOCH),
+            ));
         }
     }
     Ok(files)
@@ -247,7 +258,12 @@ fn read_dir_if_exists(dir: &Path) -> io::Result<Vec<std::ffi::OsString>> {
                 Err(error) => Some(Err(error)),
             })
             .collect(),
-        Err(error) if matches!(error.kind(), io::ErrorKind::NotFound | io::ErrorKind::NotADirectory) => {
+        Err(error)
+            if matches!(
+                error.kind(),
+                io::ErrorKind::NotFound | io::ErrorKind::NotADirectory
+            ) =>
+        {
             Ok(Vec::new())
         }
         Err(error) => Err(error),
@@ -282,9 +298,11 @@ mod tests {
         let dir = tempfile::tempdir().unwrap();
         let layout = CacheLayout::new(dir.path().to_owned());
         // One image with everything, one with derivatives only, one master without a sidecar.
-        for (id, master, sidecar, derivatives) in
-            [("full", true, true, true), ("local", false, false, true), ("bare", true, false, false)]
-        {
+        for (id, master, sidecar, derivatives) in [
+            ("full", true, true, true),
+            ("local", false, false, true),
+            ("bare", true, false, false),
+        ] {
             if master {
                 let path = layout.master_path(id);
                 fs::create_dir_all(path.parent().unwrap()).unwrap();
@@ -320,9 +338,18 @@ mod tests {
         assert!(unit("local").has_derivatives);
         assert_eq!(unit("bare").sidecar_bytes, 0);
         assert_eq!(scan.tmp_bytes(), 5);
-        assert_eq!(scan_unit(&layout, &CacheLayout::image_key("full")).unwrap(), Some(unit("full")));
-        assert_eq!(scan_unit(&layout, &CacheLayout::image_key("none")).unwrap(), None);
-        assert_eq!(identifier_of(&layout, &CacheLayout::image_key("local")).as_deref(), Some("local"));
+        assert_eq!(
+            scan_unit(&layout, &CacheLayout::image_key("full")).unwrap(),
+            Some(unit("full"))
+        );
+        assert_eq!(
+            scan_unit(&layout, &CacheLayout::image_key("none")).unwrap(),
+            None
+        );
+        assert_eq!(
+            identifier_of(&layout, &CacheLayout::image_key("local")).as_deref(),
+            Some("local")
+        );
     }
 
     fn id_len(id: &str) -> u64 {

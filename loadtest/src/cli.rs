@@ -55,9 +55,7 @@ pub struct Args {
     /// sent to every target in turn within one phase.
     #[arg(long, value_enum, default_value_t = Mode::Sequential)]
     pub mode: Mode,
-    /// What a user does with the Retry-After of an error answer (the gateway's deliberate 503s): honor =
-    /// wait that long before its next request, as a well-behaved client backs off (the wait is not latency);
-    /// ignore = send the next request at once.
+    /// What a user does with the Retry-After of an error answer (the gateway's deliberate 503s).
     #[arg(long, value_enum, default_value_t = RetryAfter::Honor)]
     pub retry_after: RetryAfter,
     /// Derivative weights: `report` (tile=50,128=50,1024=10,3000-4096=10,full=1), `even`, or a list such as

@@ -104,7 +104,11 @@ impl Client {
             Ok(Ok(answer)) => {
                 retry_after = answer.retry_after;
                 let status = answer.status;
-                Some((FailureKind::Status(status), format!("status {status}")))
+                let detail = match retry_after {
+                    Some(wait) => format!("status {status}, Retry-After {} s", wait.as_secs()),
+                    None => format!("status {status}"),
+                };
+                Some((FailureKind::Status(status), detail))
             }
             Ok(Err(broken)) => {
                 self.connection = None;
@@ -247,8 +251,11 @@ mod tests {
         .await;
         let exchange = client(address, Duration::from_secs(5)).get("/a").await;
         assert_eq!(
-            exchange.failure.map(|(kind, _)| kind),
-            Some(FailureKind::Status(503))
+            exchange.failure,
+            Some((
+                FailureKind::Status(503),
+                "status 503, Retry-After 2 s".to_string()
+            ))
         );
         assert_eq!(exchange.bytes, 2);
         assert_eq!(exchange.retry_after, Some(Duration::from_secs(2)));

@@ -24,6 +24,7 @@ use hyper::header::HeaderValue;
 use tokio::time::Instant;
 
 use crate::client::Client;
+use crate::cpu;
 use crate::dataset::Dataset;
 use crate::mix::Mix;
 use crate::rss::{Watcher, BETWEEN_PHASES};
@@ -128,6 +129,10 @@ pub struct PhaseResult {
     pub warmup_requests: u64,
     /// True when Ctrl-C cut the phase short.
     pub interrupted: bool,
+    /// Wall time of the whole phase: warm-up, window and the wait for requests in flight.
+    pub wall: Duration,
+    /// CPU seconds the load generator itself used during the phase (`None` when unknown).
+    pub generator_cpu_seconds: Option<f64>,
 }
 
 /// Everything a run recorded.
@@ -262,6 +267,7 @@ async fn run_phase(
     recording: &mut Recording,
 ) -> PhaseResult {
     let settings = &plan.settings;
+    let cpu_before = cpu::own_cpu_seconds();
     let started = Instant::now();
     let measure_start = started + settings.warmup;
     let end = measure_start + settings.duration;
@@ -312,6 +318,10 @@ async fn run_phase(
         measured: window_end.saturating_duration_since(measure_start),
         warmup_requests: progress.warmup.load(Ordering::Relaxed),
         interrupted: stopped_at.is_some_and(|at| at < end),
+        wall: started.elapsed(),
+        generator_cpu_seconds: cpu_before
+            .zip(cpu::own_cpu_seconds())
+            .map(|(before, after)| after - before),
     }
 }
 

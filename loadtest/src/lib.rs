@@ -19,13 +19,14 @@
 //! * [`report`]: rows, failure breakdown, ratios, and the files of the output directory.
 //!
 //! I/O shells: [`client`] (one keep-alive HTTP/1.1 connection per user and target), [`engine`] (users, phases,
-//! warm-up and window), [`rss`] (`/proc` memory sampling), [`nofile`] (the open-file limit), [`cli`] (arguments
+//! warm-up and window), [`rss`] (`/proc` memory sampling), [`cpu`] (the generator's own CPU time), [`nofile`] (the open-file limit), [`cli`] (arguments
 //! to a validated config) and [`app`] (the run from start to finish).
 
 pub mod app;
 pub mod charts;
 pub mod cli;
 pub mod client;
+pub mod cpu;
 pub mod dataset;
 pub mod engine;
 pub mod mix;

@@ -285,9 +285,21 @@ pub fn summary_markdown(run: &RunDescription<'_>, report: &Report) -> String {
             .phases
             .iter()
             .find(|phase| phase.targets.contains(&index));
+        let generator = phase
+            .and_then(|phase| {
+                let cpu = phase.generator_cpu_seconds?;
+                let wall = phase.wall.as_secs_f64();
+                (wall > 0.0).then(|| {
+                    format!(
+                        "; load generator CPU {cpu:.1} s in {wall:.1} s ({:.0} % of one core)",
+                        100.0 * cpu / wall
+                    )
+                })
+            })
+            .unwrap_or_default();
         let _ = writeln!(
             out,
-            "- target **{}**: http://{}{}/ ({}), measured {:.1} s{}",
+            "- target **{}**: http://{}{}/ ({}), measured {:.1} s{}{generator}",
             target.name,
             target.authority,
             target.base_path,
@@ -541,6 +553,8 @@ pub fn write(dir: &Path, run: &RunDescription<'_>, report: &Report) -> anyhow::R
             "measured_seconds": phase.measured.as_secs_f64(),
             "warmup_requests": phase.warmup_requests,
             "interrupted": phase.interrupted,
+            "wall_seconds": phase.wall.as_secs_f64(),
+            "generator_cpu_seconds": phase.generator_cpu_seconds,
         })).collect::<Vec<_>>(),
     });
     write_file(
@@ -598,12 +612,16 @@ mod tests {
                     measured: Duration::from_secs(2),
                     warmup_requests: 0,
                     interrupted: false,
+                    wall: Duration::from_secs(3),
+                    generator_cpu_seconds: None,
                 },
                 PhaseResult {
                     targets: vec![1],
                     measured: Duration::from_secs(4),
                     warmup_requests: 0,
                     interrupted: false,
+                    wall: Duration::from_secs(3),
+                    generator_cpu_seconds: None,
                 },
             ],
             failure_examples: BTreeMap::new(),

@@ -367,6 +367,7 @@ pub fn check(
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
 
     fn row(source: Option<SourceClass>, derivative: Option<Derivative>) -> Row {
         Row::new(
@@ -518,5 +519,30 @@ mod tests {
             check(&rows, &other, &sources, &derivatives).problems.len(),
             6
         );
+    }
+
+    proptest! {
+        #[test]
+        fn any_row_reads_back_from_csv(
+            micros in proptest::collection::vec(0u64..10_000_000_000, 0..50),
+            bytes in 0u64..1_000_000_000_000,
+            failures in 0u64..1_000_000,
+            seconds in 0.0f64..100_000.0,
+            source in proptest::option::of(0usize..3),
+            derivative in proptest::option::of(0usize..5),
+        ) {
+            let row = Row::new(
+                "t",
+                source.map(|i| SourceClass::ALL[i]),
+                derivative.map(|i| Derivative::ALL[i]),
+                &Latencies::new(micros),
+                bytes,
+                failures,
+                seconds,
+            );
+            let mut csv = Vec::new();
+            write_csv(std::slice::from_ref(&row), &mut csv).unwrap();
+            prop_assert_eq!(read_csv(csv.as_slice()).unwrap(), vec![row]);
+        }
     }
 }

@@ -5,9 +5,7 @@ use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
 
-use crate::support::{client, iipsrv_image_requests, Stack, StackOptions};
-
-const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+use crate::support::{client, get, iipsrv_image_requests, purge, Stack, StackOptions, ADMIN_TOKEN};
 
 /// A stack with a derivative cache in its scratch directory (masters read by iipsrv itself).
 fn cached_stack(max_output_pixels: u64) -> Stack {
@@ -54,10 +52,6 @@ fn image_dirs(root: &Path) -> Vec<PathBuf> {
         .collect();
     dirs.dedup();
     dirs
-}
-
-async fn get(stack: &Stack, path: &str) -> reqwest::Response {
-    client().get(stack.url(path)).send().await.unwrap()
 }
 
 fn header(response: &reqwest::Response, name: &str) -> String {
@@ -280,12 +274,7 @@ async fn purge_removes_every_derivative_of_one_image_and_nothing_else() {
     assert_eq!(unauthenticated.status(), StatusCode::UNAUTHORIZED);
     assert_eq!(image_dirs(&root).len(), 2);
 
-    let purged = client()
-        .delete(stack.admin_url("/admin/images/astronaut"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let purged = purge(&stack, "astronaut").await;
     assert_eq!(purged.status(), StatusCode::OK);
     let report: serde_json::Value = purged.json().await.unwrap();
     assert_eq!(report["identifier"], "astronaut");
@@ -302,12 +291,7 @@ async fn purge_removes_every_derivative_of_one_image_and_nothing_else() {
     assert_eq!(hubble_files.len(), 1);
 
     // A second purge has nothing left to remove, and says so.
-    let again = client()
-        .delete(stack.admin_url("/admin/images/astronaut"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let again = purge(&stack, "astronaut").await;
     assert_eq!(again.status(), StatusCode::NOT_FOUND);
 
     // The purged image is rendered afresh; the other one still comes from the cache.

@@ -9,9 +9,9 @@ use std::time::{Duration, Instant};
 use lazyfetch::testing::Garage;
 use reqwest::StatusCode;
 
-use crate::support::{client, image_size, samples_dir, scratch_dir, Stack, StackOptions};
-
-const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+use crate::support::{
+    client, get, image_size, purge, samples_dir, scratch_dir, Stack, StackOptions, ADMIN_TOKEN,
+};
 
 /// A gateway whose masters come from `garage`, copied to a cache that iipsrv reads.
 fn s3_stack(garage: &Garage, revalidate_after_s: u64) -> (Stack, PathBuf) {
@@ -67,10 +67,6 @@ fn master_files(cache: &Path) -> Vec<PathBuf> {
     found
 }
 
-async fn get(stack: &Stack, path: &str) -> reqwest::Response {
-    client().get(stack.url(path)).send().await.unwrap()
-}
-
 #[tokio::test]
 async fn a_master_is_fetched_once_however_many_first_requests_arrive() {
     let garage = Garage::new();
@@ -100,7 +96,10 @@ async fn a_master_is_fetched_once_however_many_first_requests_arrive() {
         .json()
         .await
         .unwrap();
-    assert_eq!((info["width"].as_u64(), info["height"].as_u64()), (Some(512), Some(512)));
+    assert_eq!(
+        (info["width"].as_u64(), info["height"].as_u64()),
+        (Some(512), Some(512))
+    );
     let tile = get(&stack, "/iiif/2/astronaut/0,0,256,256/128,/0/default.jpg").await;
     assert_eq!(tile.status(), StatusCode::OK);
     assert_eq!(image_size(&tile.bytes().await.unwrap()), (128, 128));
@@ -196,7 +195,10 @@ async fn with_s3_down_cached_images_are_served_and_uncached_ones_get_503_fast() 
         }
         tokio::time::sleep(Duration::from_millis(200)).await;
     }
-    assert!(recovered, "uncached images are served again once S3 is back");
+    assert!(
+        recovered,
+        "uncached images are served again once S3 is back"
+    );
 }
 
 #[tokio::test]
@@ -219,7 +221,11 @@ async fn prune_and_purge_while_serving_lose_no_request() {
             while !stop.load(Ordering::Relaxed) {
                 // Always a new tile, so every request needs the master (no derivative hits).
                 let id = ["a", "b", "c"][n % 3];
-                let url = format!("{base}/{id}/{},{},64,64/32,32/0/default.jpg", n % 900, n / 900 % 800);
+                let url = format!(
+                    "{base}/{id}/{},{},64,64/32,32/0/default.jpg",
+                    n % 900,
+                    n / 900 % 800
+                );
                 let response = client.get(&url).send().await.unwrap();
                 assert_eq!(response.status(), StatusCode::OK, "{url}");
                 served.fetch_add(1, Ordering::Relaxed);
@@ -232,7 +238,17 @@ async fn prune_and_purge_while_serving_lose_no_request() {
         tokio::time::sleep(Duration::from_millis(300)).await;
         // A budget of one byte: every image goes, while requests are using them.
         let output = std::process::Command::new(&lazyfetch)
-            .args(["-c", config.to_str().unwrap(), "prune", "--budget", "1", "--high", "1%", "--low", "0%"])
+            .args([
+                "-c",
+                config.to_str().unwrap(),
+                "prune",
+                "--budget",
+                "1",
+                "--high",
+                "1%",
+                "--low",
+                "0%",
+            ])
             .output()
             .expect("lazyfetch runs");
         assert!(
@@ -240,12 +256,7 @@ async fn prune_and_purge_while_serving_lose_no_request() {
             "prune round {round}: {}",
             String::from_utf8_lossy(&output.stderr)
         );
-        let purge = client()
-            .delete(stack.admin_url(&format!("/admin/images/{}", identifiers[round % 3])))
-            .bearer_auth(ADMIN_TOKEN)
-            .send()
-            .await
-            .unwrap();
+        let purge = purge(&stack, identifiers[round % 3]).await;
         assert!(
             [StatusCode::OK, StatusCode::NOT_FOUND].contains(&purge.status()),
             "{}",
@@ -254,7 +265,8 @@ async fn prune_and_purge_while_serving_lose_no_request() {
     }
     stop.store(true, Ordering::Relaxed);
     for task in load {
-        task.await.expect("no request failed while pruning and purging");
+        task.await
+            .expect("no request failed while pruning and purging");
     }
     assert!(served.load(Ordering::Relaxed) > 20);
     let _ = cache;
@@ -267,17 +279,16 @@ async fn purge_removes_the_master_and_derivatives_of_one_image_only() {
     upload(&garage, "two", "astronaut").await;
     let (stack, cache) = s3_stack(&garage, 3600);
     for id in ["one", "two"] {
-        let response = get(&stack, &format!("/iiif/3/{id}/0,0,256,256/256,256/0/default.jpg")).await;
+        let response = get(
+            &stack,
+            &format!("/iiif/3/{id}/0,0,256,256/256,256/0/default.jpg"),
+        )
+        .await;
         assert_eq!(response.status(), StatusCode::OK);
     }
     tokio::time::sleep(Duration::from_millis(200)).await;
     assert_eq!(master_files(&cache).len(), 2);
-    let purged = client()
-        .delete(stack.admin_url("/admin/images/one"))
-        .bearer_auth(ADMIN_TOKEN)
-        .send()
-        .await
-        .unwrap();
+    let purged = purge(&stack, "one").await;
     assert_eq!(purged.status(), StatusCode::OK);
     let report: serde_json::Value = purged.json().await.unwrap();
     assert_eq!(report["derivatives"]["files"], 1, "{report}");
@@ -299,8 +310,7 @@ fn lazyfetch_bin() -> PathBuf {
     let bin = std::env::var_os("LAZYFETCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .join("../target/release/lazyfetch")
+            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/lazyfetch")
         });
     assert!(
         bin.exists(),

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{client, Stack, StackOptions};
+use crate::support::{client, metrics, Stack, StackOptions};
 
 #[tokio::test]
 async fn client_x_iiif_id_and_host_do_not_reach_the_id() {
@@ -85,14 +85,7 @@ async fn metrics_count_requests() {
         .send()
         .await
         .unwrap();
-    let text = client()
-        .get(stack.admin_url("/metrics"))
-        .send()
-        .await
-        .unwrap()
-        .text()
-        .await
-        .unwrap();
+    let text = metrics(&stack).await;
     assert!(
         text.contains("iiif_gateway_requests_total{kind=\"info\",status=\"200\",version=\"3\"} 1"),
         "{text}"

@@ -280,6 +280,24 @@ pub fn client() -> reqwest::Client {
         .unwrap()
 }
 
+/// The admin token of the stacks whose tests use the admin API.
+pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+
+/// A GET of a public path with the shared client.
+pub async fn get(stack: &Stack, path: &str) -> reqwest::Response {
+    client().get(stack.url(path)).send().await.unwrap()
+}
+
+/// `DELETE /admin/images/{encoded_id}` with the admin token: purges one image.
+pub async fn purge(stack: &Stack, encoded_id: &str) -> reqwest::Response {
+    client()
+        .delete(stack.admin_url(&format!("/admin/images/{encoded_id}")))
+        .bearer_auth(ADMIN_TOKEN)
+        .send()
+        .await
+        .unwrap()
+}
+
 /// The value of one sample in a Prometheus exposition, by its name and labels as written.
 pub fn metric_line(text: &str, name_and_labels: &str) -> f64 {
     text.lines()

@@ -401,7 +401,7 @@ fn an_empty_section_gets_the_defaults() {
             large_first_after: MS(2000),
             small: LaneLimits {
                 max_queue: 1000,
-                max_wait: MS(1000)
+                max_wait: MS(750)
             },
             large: LaneLimits {
                 max_queue: 100,

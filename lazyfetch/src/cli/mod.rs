@@ -14,7 +14,10 @@ use lazyfetch::{CacheConfig, GatewaySections, MastersConfig};
 /// The `gateway.cache` section of `config`, required.
 pub(crate) fn cache_section(config: &Path) -> anyhow::Result<CacheConfig> {
     load(config)?.cache.with_context(|| {
-        format!("{}: no gateway.cache section (the cache root and budget)", config.display())
+        format!(
+            "{}: no gateway.cache section (the cache root and budget)",
+            config.display()
+        )
     })
 }
 
@@ -22,10 +25,16 @@ pub(crate) fn cache_section(config: &Path) -> anyhow::Result<CacheConfig> {
 pub(crate) fn both_sections(config: &Path) -> anyhow::Result<(CacheConfig, MastersConfig)> {
     let sections = load(config)?;
     let cache = sections.cache.with_context(|| {
-        format!("{}: no gateway.cache section (the cache root and budget)", config.display())
+        format!(
+            "{}: no gateway.cache section (the cache root and budget)",
+            config.display()
+        )
     })?;
     let masters = sections.masters.with_context(|| {
-        format!("{}: no gateway.masters section: there is no S3 store to fetch from", config.display())
+        format!(
+            "{}: no gateway.masters section: there is no S3 store to fetch from",
+            config.display()
+        )
     })?;
     Ok((cache, masters))
 }
@@ -47,7 +56,10 @@ pub(crate) fn human_bytes(bytes: u64) -> String {
 /// A unix time as an HTTP date plus how long ago (`…GMT, 3 d ago`).
 pub(crate) fn human_time(unix_seconds: u64) -> String {
     let time = UNIX_EPOCH + Duration::from_secs(unix_seconds);
-    let ago = SystemTime::now().duration_since(time).unwrap_or_default().as_secs();
+    let ago = SystemTime::now()
+        .duration_since(time)
+        .unwrap_or_default()
+        .as_secs();
     let ago = match ago {
         0..=119 => format!("{ago} s"),
         120..=7199 => format!("{} min", ago / 60),

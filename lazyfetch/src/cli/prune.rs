@@ -63,7 +63,11 @@ pub(crate) fn run(config: &Path, args: PruneArgs) -> anyhow::Result<ExitCode> {
 }
 
 fn print_report(report: &lazyfetch::PruneReport) {
-    let verb = if report.dry_run { "would remove" } else { "removed" };
+    let verb = if report.dry_run {
+        "would remove"
+    } else {
+        "removed"
+    };
     println!(
         "cache {} in {} images; budget {}, high watermark {}, low watermark {}",
         human_bytes(report.before_bytes),
@@ -78,7 +82,9 @@ fn print_report(report: &lazyfetch::PruneReport) {
     for unit in &report.removed {
         println!(
             "{verb} {} ({}{}, last access {})",
-            unit.identifier.as_deref().map_or_else(|| unit.key.clone(), |id| format!("{id:?}")),
+            unit.identifier
+                .as_deref()
+                .map_or_else(|| unit.key.clone(), |id| format!("{id:?}")),
             human_bytes(unit.bytes),
             if unit.small { ", small master" } else { "" },
             human_time(unit.last_access),
@@ -105,7 +111,10 @@ fn print_report(report: &lazyfetch::PruneReport) {
 fn write_textfile(path: &Path, report: &lazyfetch::PruneReport) -> anyhow::Result<()> {
     let previous = std::fs::read_to_string(path).ok();
     let text = lazyfetch::prune::textfile(report, previous.as_deref(), SystemTime::now());
-    let dir = path.parent().filter(|p| !p.as_os_str().is_empty()).unwrap_or(Path::new("."));
+    let dir = path
+        .parent()
+        .filter(|p| !p.as_os_str().is_empty())
+        .unwrap_or(Path::new("."));
     // Same directory: node_exporter must never read a half-written file.
     lazyfetch::tmpfile::write_atomically(dir, ".lazyfetch-prune", path, text.as_bytes())
         .with_context(|| format!("writing the metrics file {}", path.display()))

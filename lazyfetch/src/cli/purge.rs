@@ -31,7 +31,11 @@ pub(crate) fn run(config: &Path, args: PurgeArgs) -> anyhow::Result<ExitCode> {
                 println!("{identifier:?}: nothing cached");
             }
             for file in &report.removed {
-                println!("removed {} ({})", file.path.display(), human_bytes(file.bytes));
+                println!(
+                    "removed {} ({})",
+                    file.path.display(),
+                    human_bytes(file.bytes)
+                );
             }
             if !report.is_empty() {
                 println!(

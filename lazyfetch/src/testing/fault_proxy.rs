@@ -139,8 +139,14 @@ impl Shared {
     }
 
     fn connect(self: &Arc<Self>, client: TcpStream, server: TcpStream) {
-        let clones = (client.try_clone(), server.try_clone(), client.try_clone(), server.try_clone());
-        let (Ok(client_reader), Ok(server_writer), Ok(client_kept), Ok(server_kept)) = clones else {
+        let clones = (
+            client.try_clone(),
+            server.try_clone(),
+            client.try_clone(),
+            server.try_clone(),
+        );
+        let (Ok(client_reader), Ok(server_writer), Ok(client_kept), Ok(server_kept)) = clones
+        else {
             return;
         };
         self.lock().sockets.extend([client_kept, server_kept]);
@@ -159,7 +165,9 @@ impl Shared {
                 let state = self.lock();
                 let state = self
                     .changed
-                    .wait_while(state, |s| s.downstream_bytes >= s.hold_at && !self.closed.load(Ordering::SeqCst))
+                    .wait_while(state, |s| {
+                        s.downstream_bytes >= s.hold_at && !self.closed.load(Ordering::SeqCst)
+                    })
                     .unwrap_or_else(|e| e.into_inner());
                 if self.closed.load(Ordering::SeqCst) {
                     return;

@@ -122,9 +122,15 @@ api_bind_addr = "127.0.0.1:{admin_port}"
         // The S3 listener opens after the layout, key and bucket exist.
         if !wait_for_port(self.s3_port, Duration::from_secs(30)) {
             let log = fs::read_to_string(self.log_path()).unwrap_or_default();
-            panic!("garage did not listen on {} within 30 s; its log:\n{log}", self.s3_port);
+            panic!(
+                "garage did not listen on {} within 30 s; its log:\n{log}",
+                self.s3_port
+            );
         }
-        assert!(wait_for_port(self.admin_port, Duration::from_secs(10)), "garage admin API did not listen");
+        assert!(
+            wait_for_port(self.admin_port, Duration::from_secs(10)),
+            "garage admin API did not listen"
+        );
     }
 
     /// Kills the server (an outage: connections are refused until [`Garage::start`]).
@@ -182,7 +188,9 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             .body(ByteStream::from(bytes.into()))
             .send()
             .await
-            .unwrap_or_else(|e| panic!("PUT {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+            .unwrap_or_else(|e| {
+                panic!("PUT {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e))
+            });
     }
 
     /// Deletes `key`.
@@ -197,7 +205,12 @@ api_bind_addr = "127.0.0.1:{admin_port}"
             .key(key)
             .send()
             .await
-            .unwrap_or_else(|e| panic!("DELETE {key}: {}", aws_sdk_s3::error::DisplayErrorContext(&e)));
+            .unwrap_or_else(|e| {
+                panic!(
+                    "DELETE {key}: {}",
+                    aws_sdk_s3::error::DisplayErrorContext(&e)
+                )
+            });
     }
 
     /// How many S3 requests of one API endpoint (`"GetObject"`, `"PutObject"`, …) Garage
@@ -221,13 +234,17 @@ api_bind_addr = "127.0.0.1:{admin_port}"
     /// # Panics
     /// When the admin API does not answer.
     pub fn admin_metrics(&self) -> String {
-        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port)).expect("connect to the garage admin API");
+        let mut stream = TcpStream::connect(("127.0.0.1", self.admin_port))
+            .expect("connect to the garage admin API");
         stream.set_read_timeout(Some(Duration::from_secs(10))).ok();
         write!(stream, "GET /metrics HTTP/1.0\r\nHost: 127.0.0.1\r\n\r\n").expect("send");
         let mut response = String::new();
         stream.read_to_string(&mut response).expect("read /metrics");
         let (head, body) = response.split_once("\r\n\r\n").unwrap_or((&response, ""));
-        assert!(head.starts_with("HTTP/1.") && head.contains(" 200 "), "garage /metrics: {head}");
+        assert!(
+            head.starts_with("HTTP/1.") && head.contains(" 200 "),
+            "garage /metrics: {head}"
+        );
         body.to_owned()
     }
 }

@@ -40,7 +40,11 @@ gateway:
         bucket = garage.bucket,
     );
     std::fs::write(&path, yaml).unwrap();
-    std::fs::write(dir.join("secret"), format!("{}\n", garage.secret_access_key)).unwrap();
+    std::fs::write(
+        dir.join("secret"),
+        format!("{}\n", garage.secret_access_key),
+    )
+    .unwrap();
     path
 }
 
@@ -79,7 +83,11 @@ async fn warm_stats_purge_and_prune_from_the_command_line() {
     }
 
     // warm: from stdin, with a comment, a blank line and one identifier S3 does not have.
-    let output = lazyfetch(&config, &["warm", "-"], Some("# list\na\n\nb\nc\nmissing\n"));
+    let output = lazyfetch(
+        &config,
+        &["warm", "-"],
+        Some("# list\na\n\nb\nc\nmissing\n"),
+    );
     let out = text(&output);
     assert_eq!(output.status.code(), Some(1), "{out}");
     assert!(out.contains("failed \"missing\": not in S3"), "{out}");
@@ -118,7 +126,12 @@ async fn warm_stats_purge_and_prune_from_the_command_line() {
     let out = text(&output);
     assert!(output.status.success(), "{out}");
     assert!(out.contains("would remove \""), "{out}");
-    assert_eq!(lazyfetch::stats(warm_node.fetch.layout(), &cache).unwrap().units, 3);
+    assert_eq!(
+        lazyfetch::stats(warm_node.fetch.layout(), &cache)
+            .unwrap()
+            .units,
+        3
+    );
 
     let metrics = dir.path().join("lazyfetch.prom");
     let metrics_arg = metrics.to_str().unwrap();
@@ -127,12 +140,29 @@ async fn warm_stats_purge_and_prune_from_the_command_line() {
     assert!(output.status.success(), "{out}");
     assert!(out.contains("removed 2 images"), "{out}");
     let prom = std::fs::read_to_string(&metrics).unwrap();
-    assert!(prom.contains("\niiif_masters_prune_runs_total 1\n"), "{prom}");
-    let output = lazyfetch(&config, &["prune", "--metrics-file", metrics_arg, "--high", "99%"], None);
-    assert!(text(&output).contains("nothing to remove"), "{}", text(&output));
+    assert!(
+        prom.contains("\niiif_masters_prune_runs_total 1\n"),
+        "{prom}"
+    );
+    let output = lazyfetch(
+        &config,
+        &["prune", "--metrics-file", metrics_arg, "--high", "99%"],
+        None,
+    );
+    assert!(
+        text(&output).contains("nothing to remove"),
+        "{}",
+        text(&output)
+    );
     let prom = std::fs::read_to_string(&metrics).unwrap();
-    assert!(prom.contains("\niiif_masters_prune_runs_total 2\n"), "{prom}");
-    assert!(prom.contains("\niiif_masters_prune_freed_bytes 0\n"), "{prom}");
+    assert!(
+        prom.contains("\niiif_masters_prune_runs_total 2\n"),
+        "{prom}"
+    );
+    assert!(
+        prom.contains("\niiif_masters_prune_freed_bytes 0\n"),
+        "{prom}"
+    );
 }
 
 #[test]
@@ -147,9 +177,18 @@ fn bad_configuration_is_reported_with_every_key() {
     let output = lazyfetch(&config, &["stats"], None);
     let out = text(&output);
     assert_eq!(output.status.code(), Some(2), "{out}");
-    assert!(out.contains("gateway.cache.root: must be an absolute path"), "{out}");
-    assert!(out.contains("gateway.cache.low_watermark: 95% must be below high_watermark (90%)"), "{out}");
-    assert!(out.contains("gateway.masters.rules[0].match: invalid regex"), "{out}");
+    assert!(
+        out.contains("gateway.cache.root: must be an absolute path"),
+        "{out}"
+    );
+    assert!(
+        out.contains("gateway.cache.low_watermark: 95% must be below high_watermark (90%)"),
+        "{out}"
+    );
+    assert!(
+        out.contains("gateway.masters.rules[0].match: invalid regex"),
+        "{out}"
+    );
 
     let output = lazyfetch(&dir.path().join("absent.yaml"), &["stats"], None);
     assert_eq!(output.status.code(), Some(2));

@@ -33,7 +33,10 @@ async fn two_nodes_on_one_root_make_one_get() {
     let call_b = tokio::spawn(async move { fetch_b.ensure("shared.tif").await });
     let deadline = Instant::now() + Duration::from_secs(20);
     while b.metric("iiif_masters_lock_waits_total", None) < 1.0 {
-        assert!(Instant::now() < deadline, "node B did not wait for the lock");
+        assert!(
+            Instant::now() < deadline,
+            "node B did not wait for the lock"
+        );
         tokio::time::sleep(Duration::from_millis(10)).await;
     }
     proxy.release();
@@ -44,8 +47,15 @@ async fn two_nodes_on_one_root_make_one_get() {
     assert_eq!(master_a.fif, master_b.fif);
     assert_eq!(a.fetches("downloaded"), 1);
     assert_eq!(b.fetches("downloaded"), 0);
-    assert_eq!(garage.s3_requests("GetObject") - gets_before, 1, "Garage counted one GetObject");
-    assert_eq!(std::fs::read(root.path().join(&master_b.fif)).unwrap(), master);
+    assert_eq!(
+        garage.s3_requests("GetObject") - gets_before,
+        1,
+        "Garage counted one GetObject"
+    );
+    assert_eq!(
+        std::fs::read(root.path().join(&master_b.fif)).unwrap(),
+        master
+    );
 }
 
 /// Redis unreachable: the lock is skipped (logged), the download goes ahead.

@@ -33,26 +33,41 @@ fn download_killed_half_way_leaves_no_file() {
     let doomed_node = doomed.block_on(node(&cache, &masters));
     let fetch = doomed_node.fetch.clone();
     let _call = doomed.spawn(async move { fetch.ensure("big.tif").await });
-    assert!(proxy.wait_until_holding(Duration::from_secs(20)), "the download never started");
+    assert!(
+        proxy.wait_until_holding(Duration::from_secs(20)),
+        "the download never started"
+    );
     // Part of the body is in a tmp file, none of it under masters/.
     let tmp_dir = root.path().join("tmp");
     let deadline = std::time::Instant::now() + Duration::from_secs(10);
     while files_under(&tmp_dir).is_empty() {
-        assert!(std::time::Instant::now() < deadline, "no tmp file while downloading");
+        assert!(
+            std::time::Instant::now() < deadline,
+            "no tmp file while downloading"
+        );
         std::thread::sleep(Duration::from_millis(10));
     }
     assert!(files_under(&root.path().join("masters")).is_empty());
 
     doomed.shutdown_timeout(Duration::from_secs(10));
     drop(doomed_node);
-    assert!(files_under(&root.path().join("masters")).is_empty(), "no master appeared");
-    assert!(files_under(&tmp_dir).is_empty(), "the partial tmp file was removed");
+    assert!(
+        files_under(&root.path().join("masters")).is_empty(),
+        "no master appeared"
+    );
+    assert!(
+        files_under(&tmp_dir).is_empty(),
+        "the partial tmp file was removed"
+    );
 
     proxy.release();
     let fresh = main.block_on(node(&cache, &masters));
     let fetched = main.block_on(fresh.fetch.ensure("big.tif")).unwrap();
     assert!(!fetched.replaced);
-    assert_eq!(std::fs::read(root.path().join(&fetched.fif)).unwrap(), master);
+    assert_eq!(
+        std::fs::read(root.path().join(&fetched.fif)).unwrap(),
+        master
+    );
     assert!(files_under(&tmp_dir).is_empty());
 }
 
@@ -66,7 +81,11 @@ async fn connection_cut_mid_body_leaves_no_file() {
     let proxy = FaultProxy::new(([127, 0, 0, 1], garage.s3_port()).into());
     proxy.hold_after(1 << 20);
     let root = tempfile::tempdir().unwrap();
-    let node = node(&cache_config(root.path()), &masters_config(&garage, Some(proxy.endpoint()))).await;
+    let node = node(
+        &cache_config(root.path()),
+        &masters_config(&garage, Some(proxy.endpoint())),
+    )
+    .await;
 
     let fetch = node.fetch.clone();
     let call = tokio::spawn(async move { fetch.ensure("cut.tif").await });
@@ -84,5 +103,8 @@ async fn connection_cut_mid_body_leaves_no_file() {
     // The proxy passes everything again; the body broke after S3 answered, so S3 itself is not
     // held off and the next call downloads.
     let fetched = node.fetch.ensure("cut.tif").await.unwrap();
-    assert_eq!(std::fs::read(root.path().join(&fetched.fif)).unwrap(), master);
+    assert_eq!(
+        std::fs::read(root.path().join(&fetched.fif)).unwrap(),
+        master
+    );
 }

@@ -92,7 +92,11 @@ async fn prune_respects_watermarks_weighting_and_takes_derivatives() {
     let dry = lazyfetch::prune(&layout, &cache, options(true)).unwrap();
     let files_before = files_under(root.path());
     assert!(!dry.removed.is_empty());
-    assert_eq!(files_under(root.path()), files_before, "a dry run removes nothing");
+    assert_eq!(
+        files_under(root.path()),
+        files_before,
+        "a dry run removes nothing"
+    );
 
     let report = lazyfetch::prune(&layout, &cache, options(false)).unwrap();
     let removed: Vec<_> = report
@@ -102,10 +106,21 @@ async fn prune_respects_watermarks_weighting_and_takes_derivatives() {
         .collect();
     // Order: local-only (100 h), big-older (20 h), big-old (10 h); small-oldest (50 h / 10 =
     // 5 h weighted) outlives big-old, and the cache is under 60% before big-new is reached.
-    assert_eq!(removed, ["local-only", "big-older", "big-old"], "{report:#?}");
     assert_eq!(
-        dry.removed.iter().map(|u| u.key.clone()).collect::<Vec<_>>(),
-        report.removed.iter().map(|u| u.key.clone()).collect::<Vec<_>>(),
+        removed,
+        ["local-only", "big-older", "big-old"],
+        "{report:#?}"
+    );
+    assert_eq!(
+        dry.removed
+            .iter()
+            .map(|u| u.key.clone())
+            .collect::<Vec<_>>(),
+        report
+            .removed
+            .iter()
+            .map(|u| u.key.clone())
+            .collect::<Vec<_>>(),
         "the dry run listed exactly what the real run removed"
     );
     assert!(report.after_bytes <= report.low_bytes);
@@ -118,7 +133,10 @@ async fn prune_respects_watermarks_weighting_and_takes_derivatives() {
     for id in ["small-oldest", "big-new"] {
         assert!(layout.master_path(id).exists(), "{id} stays");
     }
-    assert_eq!(lazyfetch::stats(&layout, &cache).unwrap().bytes, report.after_bytes);
+    assert_eq!(
+        lazyfetch::stats(&layout, &cache).unwrap().bytes,
+        report.after_bytes
+    );
 
     // Safe while serving: the next request for a pruned master fetches it again.
     let again = node.fetch.ensure("big-old").await.unwrap();
@@ -156,11 +174,15 @@ async fn prune_spares_units_used_after_its_scan_and_removes_stale_tmp() {
     let report = plan.apply(&layout);
 
     assert_eq!(report.spared_in_use, 1);
-    let removed: Vec<_> = report.removed.iter().map(|u| u.identifier.clone().unwrap()).collect();
+    let removed: Vec<_> = report
+        .removed
+        .iter()
+        .map(|u| u.identifier.clone().unwrap())
+        .collect();
     assert_eq!(removed, ["idle"]);
     assert!(layout.master_path("used").exists());
     assert!(!layout.master_path("idle").exists());
-    assert_eq!(report.stale_tmp_removed, [stale.clone()]);
+    assert_eq!(report.stale_tmp_removed, std::slice::from_ref(&stale));
     assert!(!stale.exists() && recent.exists());
 }
 
@@ -179,13 +201,26 @@ async fn purge_removes_exactly_one_images_files() {
     let before = files_under(root.path());
     let report = node.fetch.purge("Zoë café/1").await.unwrap();
     let after = files_under(root.path());
-    let gone: Vec<_> = before.iter().filter(|f| !after.contains(f)).cloned().collect();
+    let gone: Vec<_> = before
+        .iter()
+        .filter(|f| !after.contains(f))
+        .cloned()
+        .collect();
     let mut reported: Vec<_> = report.removed.iter().map(|f| f.path.clone()).collect();
     reported.sort();
     assert_eq!(gone, reported, "the report lists exactly the removed files");
-    assert_eq!(gone.len(), 5, "master, sidecar, tile, .id, .access: {gone:#?}");
-    assert_eq!(report.bytes, 5000 + report.removed[1].bytes + 3000 + "Zoë café/1".len() as u64);
-    assert!(after.iter().all(|f| !f.starts_with(layout.derivatives_dir("Zoë café/1"))));
+    assert_eq!(
+        gone.len(),
+        5,
+        "master, sidecar, tile, .id, .access: {gone:#?}"
+    );
+    assert_eq!(
+        report.bytes,
+        5000 + report.removed[1].bytes + 3000 + "Zoë café/1".len() as u64
+    );
+    assert!(after
+        .iter()
+        .all(|f| !f.starts_with(layout.derivatives_dir("Zoë café/1"))));
     assert!(layout.master_path("keep").exists() && layout.derivatives_dir("keep").exists());
     assert!(node.fetch.purge("Zoë café/1").await.unwrap().is_empty());
     // And the image comes back on the next request.

@@ -27,7 +27,10 @@ impl Node {
 
     /// `iiif_masters_revalidations_total{outcome}`.
     pub fn revalidations(&self, outcome: &str) -> u64 {
-        self.metric("iiif_masters_revalidations_total", Some(("outcome", outcome))) as u64
+        self.metric(
+            "iiif_masters_revalidations_total",
+            Some(("outcome", outcome)),
+        ) as u64
     }
 }
 
@@ -45,7 +48,10 @@ pub fn metric(registry: &Registry, name: &str, label: Option<(&str, &str)>) -> f
         if series_name != name {
             continue;
         }
-        if wanted_label.as_ref().is_some_and(|l| !series.contains(l.as_str())) {
+        if wanted_label
+            .as_ref()
+            .is_some_and(|l| !series.contains(l.as_str()))
+        {
             continue;
         }
         found = true;
@@ -106,7 +112,7 @@ pub async fn node(cache: &CacheConfig, masters: &MastersConfig) -> Node {
 /// real master would have, though nothing here reads it).
 pub fn content(size: usize, seed: u8) -> Vec<u8> {
     let mut bytes: Vec<u8> = (0..size)
-        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[(i % 4) as usize] ^ seed)
+        .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[i % 4] ^ seed)
         .collect();
     bytes[..4.min(size)].copy_from_slice(&b"II*\0"[..4.min(size)]);
     bytes
@@ -117,7 +123,9 @@ pub fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {
-        let Ok(entries) = std::fs::read_dir(&current) else { continue };
+        let Ok(entries) = std::fs::read_dir(&current) else {
+            continue;
+        };
         for entry in entries.flatten() {
             let path = entry.path();
             if path.is_dir() {
