@@ -313,6 +313,7 @@ impl Gateway {
                 .and_then(|text| httpdate::parse_http_date(text).ok());
             return Ok(ImageSource {
                 file,
+                master_fif: None,
                 version,
                 last_modified,
                 record,
@@ -329,6 +330,7 @@ impl Gateway {
             .await?;
         Ok(ImageSource {
             file,
+            master_fif: Some(master.fif),
             version: master.version,
             last_modified: Some(master.last_modified),
             record,
@@ -347,8 +349,12 @@ impl Gateway {
             return work(source).await;
         };
         let name = identifier.decoded();
+        let fif = source.master_fif.clone();
         match work(source).await {
-            Err(failure) if failure.status == 404 && masters.is_missing(name) => {
+            Err(failure)
+                if failure.status == 404
+                    && fif.as_deref().is_some_and(|f| masters.is_missing(f)) =>
+            {
                 log::info!("master of {name:?} vanished while in use; fetching it again");
                 masters.refetch(name).await?;
                 work(self.source(identifier).await?).await
@@ -569,6 +575,8 @@ impl PurgeOutcome {
 /// An image's file for iipsrv, the version of its master and the facts of that version.
 struct ImageSource {
     file: ImageFile,
+    /// The master's copy relative to the cache root (`None`: iipsrv reads its own files).
+    master_fif: Option<String>,
     /// Changes whenever the master is replaced; part of every derivative's key and entity tag.
     version: String,
     last_modified: Option<SystemTime>,

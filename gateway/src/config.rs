@@ -81,6 +81,9 @@ pub struct RawDerivatives {
     /// larger renders are served but not kept.
     #[serde(default = "defaults::max_cached_output_pixels")]
     pub max_output_pixels: u64,
+    /// The hottest derivatives are also kept in memory, up to this size (`64MiB`, `0` = none).
+    #[serde(default = "defaults::derivative_memory")]
+    pub memory: lazyfetch::size::ByteSize,
 }
 
 impl Default for RawDerivatives {
@@ -277,6 +280,9 @@ mod defaults {
     }
     pub(super) fn max_response_bytes() -> usize {
         64 << 20
+    }
+    pub(super) fn derivative_memory() -> lazyfetch::size::ByteSize {
+        lazyfetch::size::ByteSize(64 << 20)
     }
     pub(super) fn max_cached_output_pixels() -> u64 {
         1024 * 1024
@@ -620,6 +626,8 @@ impl RawGatewayConfig {
         let derivatives =
             (self.cache.is_some() && self.derivatives.enabled).then_some(DerivativePolicy {
                 max_output_pixels: self.derivatives.max_output_pixels,
+                memory_bytes: usize::try_from(self.derivatives.memory.bytes())
+                    .unwrap_or(usize::MAX),
             });
         let admission = self
             .admission

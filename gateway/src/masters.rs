@@ -91,12 +91,11 @@ impl Masters {
         })
     }
 
-    /// Whether the cached master of `identifier` is absent from the cache mount (a 404 from
-    /// iipsrv then means it was removed mid-flight, not that the image does not exist).
-    pub fn is_missing(&self, identifier: &str) -> bool {
-        self.started
-            .get()
-            .is_some_and(|lazyfetch| !lazyfetch.layout().master_path(identifier).exists())
+    /// Whether the copy `fif` ([`Master::fif`], the one a request used) is absent from the
+    /// cache mount: a 404 from iipsrv then means it was removed mid-flight (pruned, purged, or
+    /// replaced by a newer version under another name), not that the image does not exist.
+    pub fn is_missing(&self, fif: &str) -> bool {
+        self.started.get().is_some() && !self.cache.root.join(fif).exists()
     }
 }
 

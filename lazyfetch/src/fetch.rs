@@ -1,17 +1,21 @@
 //! [`LazyFetch`]: the master of an identifier on the cache mount, downloaded from S3 on first use.
 //!
-//! **Hot path** (master present and verified recently): one `stat` of the master (off the async
-//! worker, so a hung NFS mount stalls a blocking-pool thread, not the runtime), compared with
-//! the identity remembered in memory; the sidecar is read again only when the file changed
-//! (prune, purge, another node). The access stamp is touched through [`AccessStamps`].
+//! **Hot path** (master present and verified recently): one `stat` of the remembered copy (off
+//! the async worker, so a hung NFS mount stalls a blocking-pool thread, not the runtime),
+//! compared with the identity remembered in memory; the sidecar is read again only when that
+//! file changed or vanished (prune, purge, a replacement by another node). The access stamp is
+//! touched through [`AccessStamps`].
 //!
 //! **Slow path** (missing, changed, or due for revalidation): a single flight per image in this
 //! process ([`crate::flight`]), then the Redis lock across nodes when configured
 //! ([`crate::lock`]), then a second look at the disk (another flight or node may have done the
 //! work), then a download slot (semaphore), then one GET, conditional on the cached ETag when
 //! there is a cached copy. The body goes to a tmp file that is length-checked, fsynced and
-//! renamed over the master; then the sidecar is written the same way. A changed master takes
-//! its derivatives directory with it.
+//! renamed to the copy's own name (`{k}.{v}`, see [`crate::layout`]: iipsrv must never see a
+//! new image under an old path); then the sidecar is replaced the same way, naming the new copy,
+//! and only then are the other copies removed. A changed master takes its derivatives directory
+//! with it. A request still holding the old copy's path gets a 404 from iipsrv and asks again
+//! ([`LazyFetch::refetch`]).
 //!
 //! **Failures**: S3 down → the cached copy is served as it is (counted as
 //! `revalidations_total{outcome="unavailable"}`), an uncached image gets
@@ -22,6 +26,7 @@
 use std::collections::HashMap;
 use std::io;
 use std::os::unix::fs::MetadataExt;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -43,6 +48,7 @@ use crate::s3::{self, GetAnswer, GetFailure, ObjectBody};
 use crate::sidecar::Sidecar;
 use crate::stamps::AccessStamps;
 use crate::tmpfile::{write_atomically, TmpFile};
+use crate::units::masters_files;
 
 /// Identifiers remembered in memory; past this, an eighth of them is forgotten (they are read
 /// again from their sidecars when next used).
@@ -102,10 +108,12 @@ struct Remembered {
     copy: Option<Known>,
 }
 
-/// A master on disk with the sidecar that describes it.
+/// A copy of a master on disk with the sidecar that describes it.
 #[derive(Debug, Clone)]
 struct Known {
     sidecar: Sidecar,
+    /// The copy's path relative to the cache root (named by the sidecar's version).
+    fif: String,
     identity: Identity,
 }
 
@@ -236,13 +244,13 @@ impl LazyFetch {
                     .stamps
                     .touch(&inner.layout.sidecar_path_for_key(&image_key));
                 if inner.is_fresh(&known) {
-                    return Ok(inner.master(&image_key, &known, replaced));
+                    return Ok(known.master(replaced));
                 }
                 if inner.outage.is_down() {
                     inner
                         .metrics
                         .revalidation(revalidation_outcome::UNAVAILABLE);
-                    return Ok(inner.master(&image_key, &known, replaced));
+                    return Ok(known.master(replaced));
                 }
             }
         }
@@ -399,15 +407,6 @@ impl Inner {
         }
     }
 
-    fn master(&self, image_key: &str, known: &Known, replaced: bool) -> Master {
-        Master {
-            fif: self.layout.master_fif_for_key(image_key),
-            version: known.sidecar.version(),
-            last_modified: known.sidecar.last_modified,
-            replaced,
-        }
-    }
-
     fn unavailable(&self, reason: String) -> FetchError {
         FetchError::Unavailable {
             retry_after: self.retry_after,
@@ -467,12 +466,12 @@ impl Inner {
         let mut current = None;
         if let Some((known, replaced)) = on_disk.filter(|(known, _)| known.is_from(location)) {
             if self.is_fresh(&known) {
-                return Ok(self.master(image_key, &known, replaced));
+                return Ok(known.master(replaced));
             }
             current = Some(known);
         }
         if self.outage.is_down() {
-            return self.serve_cached_or_fail(image_key, current, "S3 failed moments ago".into());
+            return self.serve_cached_or_fail(current, "S3 failed moments ago".into());
         }
         let _slot = self
             .downloads
@@ -491,7 +490,7 @@ impl Inner {
                     self.outage.record_success();
                 }
                 log::warn!("GET s3://{}/{}: {reason}", location.bucket, location.key);
-                self.serve_cached_or_fail(image_key, current, reason)
+                self.serve_cached_or_fail(current, reason)
             }
             Err(GetFailure::Invalid(reason)) => {
                 self.metrics.fetch(fetch_outcome::UNAVAILABLE);
@@ -564,9 +563,7 @@ impl Inner {
             pause = (pause * 2).min(LOCK_POLL_MAX);
             if let Some((known, replaced)) = self.on_disk(identifier, image_key, false).await? {
                 if known.is_from(location) && self.is_fresh(&known) {
-                    return Ok(NodeTurn::DoneElsewhere(
-                        self.master(image_key, &known, replaced),
-                    ));
+                    return Ok(NodeTurn::DoneElsewhere(known.master(replaced)));
                 }
             }
         }
@@ -575,14 +572,13 @@ impl Inner {
     /// S3 cannot be asked: the cached copy if there is one (counted), else 503.
     fn serve_cached_or_fail(
         &self,
-        image_key: &str,
         current: Option<Known>,
         reason: String,
     ) -> Result<Master, FetchError> {
         match current {
             Some(known) => {
                 self.metrics.revalidation(revalidation_outcome::UNAVAILABLE);
-                Ok(self.master(image_key, &known, false))
+                Ok(known.master(false))
             }
             None => Err(self.unavailable(reason)),
         }
@@ -612,7 +608,7 @@ impl Inner {
             Err(error) => log::warn!("updating the sidecar of {identifier:?}: {error}"),
         }
         let replaced = self.remember(identifier, &known);
-        Ok(self.master(image_key, &known, replaced))
+        Ok(known.master(replaced))
     }
 
     /// Downloads `object` and puts it in place with its sidecar.
@@ -639,7 +635,7 @@ impl Inner {
                     location.bucket,
                     location.key
                 );
-                return self.serve_cached_or_fail(image_key, current, reason);
+                return self.serve_cached_or_fail(current, reason);
             }
             Err(DownloadError::Cache(error)) => {
                 self.metrics.fetch(fetch_outcome::CACHE_ERROR);
@@ -661,14 +657,11 @@ impl Inner {
         };
         let layout = self.layout.clone();
         let key = image_key.to_owned();
-        let placed = {
-            let sidecar = sidecar.clone();
-            tokio::task::spawn_blocking(move || place(&layout, &key, tmp, &sidecar))
-                .await
-                .map_err(io::Error::other)
-                .and_then(|result| result)
-        };
-        let (identity, replaced_on_disk) = match placed {
+        let placed = tokio::task::spawn_blocking(move || place(&layout, &key, tmp, sidecar))
+            .await
+            .map_err(io::Error::other)
+            .and_then(|result| result);
+        let (known, replaced_on_disk) = match placed {
             Ok(placed) => placed,
             Err(error) => {
                 self.metrics.fetch(fetch_outcome::CACHE_ERROR);
@@ -690,9 +683,8 @@ impl Inner {
                 revalidation_outcome::UNCHANGED
             });
         }
-        let known = Known { sidecar, identity };
         let replaced = self.remember(identifier, &known) || replaced_on_disk;
-        Ok(self.master(image_key, &known, replaced))
+        Ok(known.master(replaced))
     }
 
     /// Streams `body` into a new tmp file; checks the length against `expected`.
@@ -742,58 +734,86 @@ impl Inner {
 }
 
 impl Known {
+    /// The copy as the caller sees it.
+    fn master(&self, replaced: bool) -> Master {
+        Master {
+            fif: self.fif.clone(),
+            version: self.sidecar.version(),
+            last_modified: self.sidecar.last_modified,
+            replaced,
+        }
+    }
+
     /// True when this copy came from `location` (a changed rule makes it someone else's).
     fn is_from(&self, location: &S3Location) -> bool {
         self.sidecar.bucket == location.bucket && self.sidecar.key == location.key
     }
 }
 
-/// The master on disk and its sidecar, if they belong together. Blocking.
+/// The copy on disk that the sidecar names, if they belong together. Blocking.
+///
+/// A remembered copy whose file is unchanged is taken as it is (one `stat`); otherwise the
+/// sidecar says which copy is current. A copy the sidecar does not name is never returned, so
+/// a replacement half done (new copy placed, sidecar not yet rewritten) serves the old copy
+/// until the sidecar names the new one.
 fn read_disk(
     layout: &CacheLayout,
     identifier: &str,
     image_key: &str,
     remembered: Option<Known>,
 ) -> io::Result<Option<Known>> {
-    let metadata = match std::fs::metadata(layout.master_path_for_key(image_key)) {
-        Ok(metadata) => metadata,
-        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(None),
-        Err(error) => return Err(error),
-    };
-    let identity = Identity::of(&metadata);
-    if let Some(known) = remembered.filter(|k| k.identity == identity) {
-        return Ok(Some(known));
+    if let Some(known) = remembered {
+        match metadata_if_exists(&layout.root().join(&known.fif))? {
+            Some(metadata) if Identity::of(&metadata) == known.identity => return Ok(Some(known)),
+            // Rewritten or gone (pruned, purged, replaced): the sidecar tells what is current.
+            _ => {}
+        }
     }
     let Some(sidecar) = Sidecar::read(&layout.sidecar_path_for_key(image_key))? else {
         return Ok(None);
     };
-    if sidecar.identifier != identifier || !sidecar.describes(&metadata) {
+    if sidecar.identifier != identifier {
         return Ok(None);
     }
-    Ok(Some(Known { sidecar, identity }))
+    let fif = layout.master_fif_for_key(image_key, &sidecar.version());
+    let Some(metadata) = metadata_if_exists(&layout.root().join(&fif))? else {
+        return Ok(None);
+    };
+    if !sidecar.describes(&metadata) {
+        return Ok(None);
+    }
+    Ok(Some(Known {
+        sidecar,
+        fif,
+        identity: Identity::of(&metadata),
+    }))
 }
 
-/// Renames the downloaded file over the master (mtime = S3's Last-Modified), writes the
-/// sidecar, and drops the derivatives when this replaced a different copy (whoever fetched
-/// that one, from whichever rule). Returns the new file's identity and whether it replaced.
-/// Blocking.
+/// Puts a downloaded copy in place: renamed to its own name (mtime = S3's Last-Modified), then
+/// the sidecar replaced to name it, then every other copy of the image removed (the one the old
+/// sidecar named, one from before versioned names, leftovers), and the derivatives when this
+/// replaced a different version (whoever fetched that one, from whichever rule). Returns the
+/// new copy and whether it replaced another version. Blocking.
 fn place(
     layout: &CacheLayout,
     image_key: &str,
     tmp: TmpFile,
-    sidecar: &Sidecar,
-) -> io::Result<(Identity, bool)> {
-    let master = layout.master_path_for_key(image_key);
+    sidecar: Sidecar,
+) -> io::Result<(Known, bool)> {
+    let fif = layout.master_fif_for_key(image_key, &sidecar.version());
+    let copy = layout.root().join(&fif);
     let sidecar_path = layout.sidecar_path_for_key(image_key);
     let replaced = Sidecar::read(&sidecar_path)?
         .is_some_and(|previous| previous.version() != sidecar.version());
-    tmp.persist(&master, Some(sidecar.last_modified))?;
+    tmp.persist(&copy, Some(sidecar.last_modified))?;
     write_atomically(
         &layout.tmp_dir(),
         image_key,
         &sidecar_path,
         &sidecar.to_json(),
     )?;
+    let identity = Identity::of(&std::fs::metadata(&copy)?);
+    remove_other_copies(layout, image_key, &[&copy, &sidecar_path]);
     if replaced {
         match std::fs::remove_dir_all(layout.derivatives_dir_for_key(image_key)) {
             Ok(()) => {}
@@ -801,7 +821,43 @@ fn place(
             Err(error) => log::warn!("removing the derivatives of a replaced master: {error}"),
         }
     }
-    Ok((Identity::of(&std::fs::metadata(&master)?), replaced))
+    let known = Known {
+        sidecar,
+        fif,
+        identity,
+    };
+    Ok((known, replaced))
+}
+
+/// Removes the image's files under `masters/` other than `keep`. Failures are logged, not
+/// returned: the new copy is in place, and prune removes what is left over.
+fn remove_other_copies(layout: &CacheLayout, image_key: &str, keep: &[&Path]) {
+    let files = match masters_files(layout, image_key) {
+        Ok(files) => files,
+        Err(error) => {
+            log::warn!("listing the old copies of {image_key}: {error}");
+            return;
+        }
+    };
+    for (path, _) in files {
+        if keep.contains(&path.as_path()) {
+            continue;
+        }
+        match std::fs::remove_file(&path) {
+            Ok(()) => {}
+            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
+            Err(error) => log::warn!("removing the old copy {}: {error}", path.display()),
+        }
+    }
+}
+
+/// `metadata`, `None` when the path does not exist.
+fn metadata_if_exists(path: &Path) -> io::Result<Option<std::fs::Metadata>> {
+    match std::fs::metadata(path) {
+        Ok(metadata) => Ok(Some(metadata)),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
+        Err(error) => Err(error),
+    }
 }
 
 /// The secret key from the config or its file (first line, trimmed).

@@ -7,8 +7,10 @@
 //! unit used since the scan, so a prune running while the gateway serves does not remove what
 //! is being read (and a request that still loses its master fetches it again).
 //!
-//! Stale files in `tmp/` (older than an hour: downloads of a process that was killed) are
-//! removed too.
+//! Whatever the watermarks, two kinds of leftovers are removed too: stale files in `tmp/`
+//! (older than an hour: downloads of a process that was killed) and orphaned master files
+//! placed over ten minutes ago (copies no sidecar names: see [`crate::units`]). The grace period
+//! spares a copy renamed into place whose sidecar is being written right now.
 
 use std::io;
 use std::path::{Path, PathBuf};
@@ -20,10 +22,14 @@ use crate::config::CacheConfig;
 use crate::layout::CacheLayout;
 use crate::purge::remove_unit;
 use crate::size::{ByteSize, Percent};
-use crate::units::{identifier_of, scan, scan_unit};
+use crate::units::{change_time, identifier_of, scan, scan_unit, Orphan};
 
 /// A tmp file older than this belongs to a download that died.
 pub const STALE_TMP_AGE: Duration = Duration::from_secs(3600);
+
+/// A master file no sidecar names, placed longer ago than this, is left over (not a copy whose
+/// sidecar is being written: that takes a moment).
+pub const ORPHAN_AGE: Duration = Duration::from_secs(600);
 
 /// Flags of `lazyfetch prune`.
 #[derive(Debug, Clone, Default)]
@@ -130,6 +136,10 @@ pub struct PruneReport {
     pub stale_tmp_removed: Vec<PathBuf>,
     /// Their bytes.
     pub stale_tmp_bytes: u64,
+    /// Orphaned master files removed (old copies, masters from before versioned names).
+    pub orphans_removed: Vec<PathBuf>,
+    /// Their bytes.
+    pub orphan_bytes: u64,
     /// Units that could not be removed, with the reason.
     pub errors: Vec<String>,
 }
@@ -172,6 +182,7 @@ pub struct PrunePlan {
     report: PruneReport,
     victims: Vec<(PrunedUnit, SystemTime)>,
     stale_tmp: Vec<(PathBuf, u64)>,
+    orphans: Vec<Orphan>,
 }
 
 /// Scans the cache and chooses what to remove (nothing is removed).
@@ -240,6 +251,14 @@ pub fn plan(
         })
         .map(|(path, bytes, _)| (path.clone(), *bytes))
         .collect();
+    let orphans = scanned
+        .orphans
+        .into_iter()
+        .filter(|orphan| {
+            now.duration_since(orphan.placed)
+                .is_ok_and(|age| age > ORPHAN_AGE)
+        })
+        .collect();
     Ok(PrunePlan {
         report: PruneReport {
             dry_run: options.dry_run,
@@ -254,10 +273,13 @@ pub fn plan(
             spared_in_use: 0,
             stale_tmp_removed: Vec::new(),
             stale_tmp_bytes: 0,
+            orphans_removed: Vec::new(),
+            orphan_bytes: 0,
             errors: Vec::new(),
         },
         victims,
         stale_tmp,
+        orphans,
     })
 }
 
@@ -273,6 +295,10 @@ impl PrunePlan {
             self.report.stale_tmp_removed.push(path);
             self.report.stale_tmp_bytes += bytes;
         }
+        for orphan in self.orphans {
+            self.report.orphans_removed.push(orphan.path);
+            self.report.orphan_bytes += orphan.bytes;
+        }
         self.report.after_bytes = self
             .report
             .before_bytes
@@ -281,7 +307,7 @@ impl PrunePlan {
     }
 
     /// Removes the chosen units, sparing any used since the scan (its stamps are read again
-    /// just before it would go), and the stale tmp files.
+    /// just before it would go), the stale tmp files and the orphans.
     pub fn apply(mut self, layout: &CacheLayout) -> PruneReport {
         let report = &mut self.report;
         for (unit, scanned_access) in self.victims {
@@ -312,12 +338,40 @@ impl PrunePlan {
                 report.stale_tmp_bytes += bytes;
             }
         }
+        for orphan in self.orphans {
+            match remove_orphan(&orphan) {
+                Ok(true) => {
+                    report.orphan_bytes += orphan.bytes;
+                    report.orphans_removed.push(orphan.path);
+                }
+                Ok(false) => {}
+                Err(error) => report
+                    .errors
+                    .push(format!("{}: {error}", orphan.path.display())),
+            }
+        }
         self.report
     }
 }
 
 fn remove_if_present(path: &Path) -> bool {
     std::fs::remove_file(path).is_ok()
+}
+
+/// Removes an orphan unless it is gone or was renamed into place again since the scan (a
+/// download of the same version: its sidecar may name it now). True when removed.
+fn remove_orphan(orphan: &Orphan) -> io::Result<bool> {
+    match std::fs::symlink_metadata(&orphan.path) {
+        Ok(metadata) if change_time(&metadata) == orphan.placed => {}
+        Ok(_) => return Ok(false),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => return Ok(false),
+        Err(error) => return Err(error),
+    }
+    match std::fs::remove_file(&orphan.path) {
+        Ok(()) => Ok(true),
+        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(false),
+        Err(error) => Err(error),
+    }
 }
 
 /// The node_exporter textfile for a prune run. Counters (`_total`) continue from `previous`,
@@ -455,6 +509,8 @@ mod tests {
             spared_in_use: 0,
             stale_tmp_removed: vec![],
             stale_tmp_bytes: 0,
+            orphans_removed: vec![],
+            orphan_bytes: 0,
             errors: vec![],
         };
         let now = UNIX_EPOCH + Duration::from_secs(1_700_000_000);

@@ -1,9 +1,10 @@
-//! Removing one image unit: master, sidecar, derivatives directory. Used by `purge` (one
+//! Removing one image unit: every copy of its master (the current one, old ones, one from
+//! before versioned names), its sidecar, its derivatives directory. Used by `purge` (one
 //! identifier, on request) and by `prune` (least recently used units).
 //!
-//! The master goes first, so a gateway that checks it (one `stat` per request) notices at once
-//! and fetches it again; the derivatives directory goes last. The fan-out directories stay: a
-//! download may be renaming a file into one of them right now.
+//! The copies go first, so a gateway that checks its copy (one `stat` per request) notices at
+//! once and fetches it again; the derivatives directory goes last. The fan-out directories
+//! stay: a download may be renaming a file into one of them right now.
 
 use std::fs;
 use std::io;
@@ -12,6 +13,7 @@ use std::path::{Path, PathBuf};
 use serde::Serialize;
 
 use crate::layout::CacheLayout;
+use crate::units::masters_files;
 
 /// One removed file.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -42,8 +44,8 @@ impl PurgeReport {
     }
 }
 
-/// Removes the master, sidecar and derivatives of `identifier`. Safe while the gateway serves:
-/// a request that loses its master mid-flight fetches it again.
+/// Removes every copy of the master, the sidecar and the derivatives of `identifier`. Safe
+/// while the gateway serves: a request that loses its master mid-flight fetches it again.
 ///
 /// # Errors
 /// A file or directory could not be removed (permissions); files that vanished meanwhile are
@@ -61,11 +63,13 @@ pub fn purge(layout: &CacheLayout, identifier: &str) -> io::Result<PurgeReport> 
 
 /// Removes the unit of `key`; returns what was removed.
 pub(crate) fn remove_unit(layout: &CacheLayout, key: &str) -> io::Result<Vec<RemovedFile>> {
+    let sidecar = layout.sidecar_path_for_key(key);
+    let copies = masters_files(layout, key)?
+        .into_iter()
+        .map(|(path, _)| path)
+        .filter(|path| *path != sidecar);
     let mut removed = Vec::new();
-    for path in [
-        layout.master_path_for_key(key),
-        layout.sidecar_path_for_key(key),
-    ] {
+    for path in copies.chain([sidecar.clone()]) {
         if let Some(bytes) = remove_file(&path)? {
             removed.push(RemovedFile { path, bytes });
         }
@@ -141,11 +145,11 @@ mod tests {
     use super::*;
 
     #[test]
-    fn purge_removes_exactly_one_images_files() {
+    fn purge_removes_exactly_one_images_files_every_copy_included() {
         let dir = tempfile::tempdir().unwrap();
         let layout = CacheLayout::new(dir.path().to_owned());
         for id in ["one", "two"] {
-            let master = layout.master_path(id);
+            let master = layout.master_path(id, "v1");
             fs::create_dir_all(master.parent().unwrap()).unwrap();
             fs::write(&master, b"master").unwrap();
             fs::write(layout.sidecar_path(id), b"{}").unwrap();
@@ -154,12 +158,31 @@ mod tests {
             fs::write(derivatives.join("a/b/t.jpg"), b"tile").unwrap();
             fs::write(derivatives.join(".id"), id).unwrap();
         }
+        // "one" also has an old copy and a master from before versioned names.
+        fs::write(layout.master_path("one", "v0"), b"old").unwrap();
+        let key = CacheLayout::image_key("one");
+        let unversioned = layout.masters_dir_for_key(&key).join(&key);
+        fs::write(&unversioned, b"older").unwrap();
+
         let report = purge(&layout, "one").unwrap();
-        assert_eq!(report.removed.len(), 4, "{report:#?}");
-        assert_eq!(report.bytes, 6 + 2 + 4 + 3);
-        assert!(!layout.master_path("one").exists());
-        assert!(!layout.derivatives_dir("one").exists());
-        assert!(layout.master_path("two").exists());
+        assert_eq!(report.removed.len(), 6, "{report:#?}");
+        assert_eq!(report.bytes, 6 + 3 + 5 + 2 + 4 + 3);
+        assert_eq!(
+            report.removed[3].path,
+            layout.sidecar_path("one"),
+            "the copies go before the sidecar"
+        );
+        for gone in [
+            layout.master_path("one", "v1"),
+            layout.master_path("one", "v0"),
+            unversioned,
+            layout.sidecar_path("one"),
+            layout.derivatives_dir("one"),
+        ] {
+            assert!(!gone.exists(), "{}", gone.display());
+        }
+        assert!(layout.master_path("two", "v1").exists());
+        assert!(layout.sidecar_path("two").exists());
         assert!(layout.derivatives_dir("two").join("a/b/t.jpg").exists());
         // Nothing left: an empty report, not an error.
         assert!(purge(&layout, "one").unwrap().is_empty());

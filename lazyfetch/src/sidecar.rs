@@ -1,11 +1,13 @@
-//! The sidecar `{master}.json`: what lazyfetch knows about the master beside it (where it came
-//! from, which copy it is, when it was fetched and last verified). Its mtime doubles as the
+//! The sidecar `{k}.json`: what lazyfetch knows about an image's master (where it came from,
+//! which copy is current, when it was fetched and last verified). Its mtime doubles as the
 //! image's last-access stamp.
 //!
-//! A sidecar belongs to the master beside it only while the master's size and mtime match the
-//! sidecar's `size` and `last_modified` (the master's mtime is set to S3's Last-Modified). That
-//! check is what makes a half-finished replacement (new master, old sidecar: the two renames are
-//! not one atomic step) or a stray file look like "no master" instead of a wrong version.
+//! The sidecar names the current copy through its [`Sidecar::version`]: the copy is the file
+//! `{k}.{v}` beside it, `v` = [`crate::CacheLayout::copy_tag`] of the version. Any other copy
+//! (an older version, a master from before versioned names) is not served, whatever it holds.
+//! The named copy belongs to the sidecar only while its size and mtime match the sidecar's
+//! `size` and `last_modified` (a copy's mtime is set to S3's Last-Modified): a stray or
+//! damaged file looks like "no master" instead of a wrong version.
 
 use std::fs::Metadata;
 use std::io;

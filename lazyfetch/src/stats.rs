@@ -18,10 +18,15 @@ pub struct CacheStats {
     pub bytes: u64,
     /// Image units.
     pub units: usize,
-    /// Units with a master.
+    /// Units with a master (a current copy: the one its sidecar names).
     pub masters: usize,
-    /// Bytes of masters.
+    /// Bytes of the masters' current copies.
     pub master_bytes: u64,
+    /// Master files no sidecar names (old copies, masters from before versioned names), not
+    /// counted in `bytes`: prune removes them whatever the watermarks.
+    pub orphans: usize,
+    /// Their bytes.
+    pub orphan_bytes: u64,
     /// Bytes of derivatives.
     pub derivatives_bytes: u64,
     /// Bytes in `tmp/` (downloads in progress or left by a killed process).
@@ -67,6 +72,8 @@ pub fn stats(layout: &CacheLayout, cache: &CacheConfig) -> io::Result<CacheStats
             .count(),
         master_bytes: scanned.units.iter().filter_map(|u| u.master_bytes).sum(),
         derivatives_bytes: scanned.units.iter().map(|u| u.derivatives_bytes).sum(),
+        orphans: scanned.orphans.len(),
+        orphan_bytes: scanned.orphan_bytes(),
         tmp_bytes: scanned.tmp_bytes(),
         oldest_access: accesses.clone().min(),
         newest_access: accesses.max(),

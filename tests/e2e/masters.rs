@@ -58,7 +58,8 @@ fn master_files(cache: &Path) -> Vec<PathBuf> {
         for b in std::fs::read_dir(a.path()).into_iter().flatten().flatten() {
             for file in std::fs::read_dir(b.path()).into_iter().flatten().flatten() {
                 let path = file.path();
-                if path.extension().is_none() {
+                // Copies are `{key}.{version tag}`, beside their `{key}.json` sidecar.
+                if path.extension().is_some_and(|ext| ext != "json") {
                     found.push(path);
                 }
             }

@@ -1,6 +1,6 @@
 //! Metrics of the derivative cache (`iiif_gateway_derivative_cache_…`).
 
-use prometheus::{IntCounter, IntCounterVec, Opts, Registry};
+use prometheus::{IntCounter, IntCounterVec, IntGauge, Opts, Registry};
 
 pub struct DerivativeMetrics {
     /// Lookups by result: `hit`, `miss`, `bypass` (a size class the cache does not keep).
@@ -16,6 +16,8 @@ pub struct DerivativeMetrics {
     /// Directories of one image removed (purge, replaced master), and the bytes they held.
     pub evictions: IntCounter,
     pub evicted_bytes: IntCounter,
+    /// Bytes of derivatives held in memory.
+    pub memory_bytes: IntGauge,
 }
 
 impl DerivativeMetrics {
@@ -70,6 +72,17 @@ impl DerivativeMetrics {
                 "iiif_gateway_derivative_cache_evicted_bytes_total",
                 "Bytes removed from the derivative cache by the gateway.",
             ),
+            memory_bytes: {
+                let gauge = IntGauge::new(
+                    "iiif_gateway_derivative_cache_memory_bytes",
+                    "Bytes of the hottest derivatives held in memory.",
+                )
+                .expect("valid gauge");
+                registry
+                    .register(Box::new(gauge.clone()))
+                    .expect("unique metric");
+                gauge
+            },
         }
     }
 }

@@ -9,9 +9,9 @@
 
 pub mod files;
 pub mod key;
+mod memory;
 mod metrics;
 
-use std::collections::HashMap;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
@@ -23,6 +23,7 @@ use lazyfetch::AccessStamps;
 use prometheus::Registry;
 
 pub use key::{body_etag, DerivativeKey};
+use memory::MemoryTier;
 pub use metrics::DerivativeMetrics;
 
 use crate::reply::Failure;
@@ -34,6 +35,8 @@ pub struct DerivativePolicy {
     /// Outputs up to this many pixels are cached (tiles and thumbnails); larger renders are
     /// served but not kept.
     pub max_output_pixels: u64,
+    /// Bytes of the hottest derivatives also kept in memory.
+    pub memory_bytes: usize,
 }
 
 /// The on-disk cache of rendered images.
@@ -41,9 +44,9 @@ pub struct DerivativeCache {
     layout: CacheLayout,
     policy: DerivativePolicy,
     renders: SingleFlight<Result<Bytes, Failure>>,
-    /// Rendered derivatives whose file is still being written, by path: served from memory
-    /// meanwhile, so a request right after a render does not render again.
-    being_written: Mutex<HashMap<PathBuf, Bytes>>,
+    /// The hottest derivatives, by path. A render goes in before its file is written, so a
+    /// request right after a render never renders again.
+    memory: Mutex<MemoryTier>,
     stamps: AccessStamps,
     metrics: DerivativeMetrics,
     /// Set after the first "disk full", so the log says it once per episode, not per request.
@@ -66,9 +69,9 @@ impl DerivativeCache {
     ) -> Arc<Self> {
         Arc::new(DerivativeCache {
             layout,
-            policy,
             renders: SingleFlight::default(),
-            being_written: Mutex::new(HashMap::new()),
+            memory: Mutex::new(MemoryTier::new(policy.memory_bytes)),
+            policy,
             stamps,
             metrics: DerivativeMetrics::register(registry),
             disk_full: AtomicBool::new(false),
@@ -125,6 +128,11 @@ impl DerivativeCache {
     /// When the directory exists but cannot be removed.
     pub async fn purge(&self, identifier: &str) -> std::io::Result<files::Removed> {
         let dir = self.layout.derivatives_dir(identifier);
+        {
+            let mut memory = self.memory.lock().expect("memory tier lock");
+            memory.remove_prefix(&memory_key(&dir, ""));
+            self.metrics.memory_bytes.set(memory.bytes() as i64);
+        }
         let removed = tokio::task::spawn_blocking(move || files::remove_all(&dir))
             .await
             .map_err(std::io::Error::other)??;
@@ -135,15 +143,11 @@ impl DerivativeCache {
         Ok(removed)
     }
 
+    /// The derivative from memory, else from disk (and then kept in memory).
     async fn read(&self, dir: &Path, name: &str) -> Option<Bytes> {
-        let pending = self
-            .being_written
-            .lock()
-            .expect("pending writes lock")
-            .get(&dir.join(name))
-            .cloned();
-        if pending.is_some() {
-            return pending;
+        let path = memory_key(dir, name);
+        if let Some(bytes) = self.memory.lock().expect("memory tier lock").get(&path) {
+            return Some(bytes);
         }
         let (dir, name) = (dir.to_path_buf(), name.to_owned());
         let read = tokio::task::spawn_blocking(move || {
@@ -151,7 +155,11 @@ impl DerivativeCache {
         })
         .await;
         match read {
-            Ok(Ok(bytes)) => bytes.map(Bytes::from),
+            Ok(Ok(bytes)) => {
+                let bytes = bytes.map(Bytes::from)?;
+                self.remember(&path, &bytes);
+                Some(bytes)
+            }
             Ok(Err(e)) => {
                 log::warn!("derivative cache read failed in {e}");
                 None
@@ -161,6 +169,12 @@ impl DerivativeCache {
                 None
             }
         }
+    }
+
+    fn remember(&self, path: &str, bytes: &Bytes) {
+        let mut memory = self.memory.lock().expect("memory tier lock");
+        memory.insert(path, bytes.clone());
+        self.metrics.memory_bytes.set(memory.bytes() as i64);
     }
 
     fn store_in_background(
@@ -173,19 +187,9 @@ impl DerivativeCache {
         let cache = self.clone();
         let (identifier, name, bytes) =
             (identifier.to_owned(), key.file_name.clone(), bytes.clone());
-        let path = dir.join(&name);
-        self.being_written
-            .lock()
-            .expect("pending writes lock")
-            .insert(path.clone(), bytes.clone());
+        self.remember(&memory_key(&dir, &name), &bytes);
         tokio::task::spawn_blocking(move || {
-            let written = files::write(&dir, &identifier, &name, &bytes);
-            cache
-                .being_written
-                .lock()
-                .expect("pending writes lock")
-                .remove(&path);
-            match written {
+            match files::write(&dir, &identifier, &name, &bytes) {
                 Ok(()) => {
                     cache.metrics.fills.with_label_values(&["stored"]).inc();
                     cache.metrics.filled_bytes.inc_by(bytes.len() as u64);
@@ -210,4 +214,10 @@ impl DerivativeCache {
             }
         });
     }
+}
+
+/// The memory tier's key of a derivative: its path on disk (`name` empty: the image's directory
+/// with a trailing separator, the prefix of all its derivatives).
+fn memory_key(dir: &Path, name: &str) -> String {
+    format!("{}/{name}", dir.display())
 }

@@ -198,11 +198,7 @@ impl Scheduler {
         let deadline = since + self.config.limits(lane).max_wait.min(self.queue_timeout);
         let dispatch = match tokio::time::timeout_at(deadline, &mut wait.rx).await {
             Ok(received) => received.unwrap_or(Dispatch::NoHealthyBackend),
-            // A process may have been handed over just as the deadline passed: take it.
-            Err(_elapsed) => match wait.rx.try_recv() {
-                Ok(dispatch) => dispatch,
-                Err(_) => return Err(self.give_up(&mut wait)),
-            },
+            Err(_elapsed) => self.give_up(&mut wait)?,
         };
         wait.settled = true;
         match dispatch {
@@ -326,15 +322,24 @@ impl Scheduler {
         self.publish(state);
     }
 
-    /// A request that waited until its deadline: out of the queue, refused.
-    fn give_up(&self, wait: &mut Wait) -> FcgiError {
+    /// A request whose deadline passed: out of the queue and refused, unless a process (or the
+    /// news that none is left) reached it just before; the lock makes that check exact, since
+    /// waiters are only answered under it.
+    fn give_up(&self, wait: &mut Wait) -> Result<Dispatch, FcgiError> {
         let mut state = self.lock();
         wait.settled = true;
-        if let Some(position) = position(&state, wait.lane, wait.ticket) {
-            state.queues[wait.lane.index()].remove(position);
+        match position(&state, wait.lane, wait.ticket) {
+            Some(position) => {
+                state.queues[wait.lane.index()].remove(position);
+            }
+            None => {
+                if let Ok(dispatch) = wait.rx.try_recv() {
+                    return Ok(dispatch);
+                }
+            }
         }
         let rejection = admission::deadline_passed(&self.config, wait.lane, &self.view(&state));
-        self.refuse(&mut state, rejection)
+        Err(self.refuse(&mut state, rejection))
     }
 
     fn refuse(&self, state: &mut State, rejection: Rejection) -> FcgiError {

@@ -93,6 +93,9 @@ fn print_report(report: &lazyfetch::PruneReport) {
     for path in &report.stale_tmp_removed {
         println!("{verb} stale download {}", path.display());
     }
+    for path in &report.orphans_removed {
+        println!("{verb} orphaned master copy {}", path.display());
+    }
     if report.spared_in_use > 0 {
         println!("spared {} images used while pruning", report.spared_in_use);
     }
@@ -100,10 +103,11 @@ fn print_report(report: &lazyfetch::PruneReport) {
         println!("error: {error}");
     }
     println!(
-        "{verb} {} images, {} (+ {} of stale downloads); cache now {}",
+        "{verb} {} images, {} (+ {} of stale downloads, {} of orphaned copies); cache now {}",
         report.removed.len(),
         human_bytes(report.freed_bytes),
         human_bytes(report.stale_tmp_bytes),
+        human_bytes(report.orphan_bytes),
         human_bytes(report.after_bytes),
     );
 }

@@ -46,6 +46,11 @@ pub(crate) fn run(config: &Path, args: StatsArgs) -> anyhow::Result<ExitCode> {
         human_bytes(stats.master_bytes),
         human_bytes(stats.derivatives_bytes)
     );
+    println!(
+        "orphaned copies {} ({}; the next prune removes them)",
+        stats.orphans,
+        human_bytes(stats.orphan_bytes)
+    );
     println!("downloads (tmp) {}", human_bytes(stats.tmp_bytes));
     match (stats.oldest_access, stats.newest_access) {
         (Some(oldest), Some(newest)) => {

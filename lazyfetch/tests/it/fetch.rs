@@ -46,13 +46,13 @@ async fn hundred_concurrent_first_requests_make_one_get() {
     }
     proxy.release();
 
-    let mut versions = Vec::new();
+    let mut copies = Vec::new();
     for call in calls {
         let master = call.await.unwrap().expect("every call gets the master");
-        versions.push(master.version);
+        copies.push((master.version, master.fif));
     }
-    versions.dedup();
-    assert_eq!(versions.len(), 1, "one version for all: {versions:?}");
+    copies.dedup();
+    assert_eq!(copies.len(), 1, "one copy for all: {copies:?}");
     assert_eq!(node.fetches("downloaded"), 1, "lazyfetch counted one GET");
     assert_eq!(
         garage.s3_requests("GetObject") - gets_before,
@@ -65,7 +65,7 @@ async fn hundred_concurrent_first_requests_make_one_get() {
     );
     let layout = node.fetch.layout();
     assert_eq!(
-        std::fs::read(layout.master_path("maps/one.tif")).unwrap(),
+        std::fs::read(layout.root().join(&copies[0].1)).unwrap(),
         master
     );
     assert!(
@@ -84,9 +84,9 @@ async fn present_master_is_served_without_asking_s3() {
     let first = node.fetch.ensure("a").await.unwrap();
     assert!(!first.replaced);
     let layout = CacheLayout::new(root.path().to_owned());
-    assert_eq!(first.fif, layout.master_fif("a"));
+    assert_eq!(first.fif, layout.master_fif("a", &first.version));
     // The master's mtime is S3's Last-Modified, as the sidecar says.
-    let mtime = std::fs::metadata(layout.master_path("a"))
+    let mtime = std::fs::metadata(layout.master_path("a", &first.version))
         .unwrap()
         .modified()
         .unwrap();
@@ -100,7 +100,8 @@ async fn present_master_is_served_without_asking_s3() {
 }
 
 /// Issue acceptance: an object changed in S3 is picked up after the TTL; the replacing call
-/// reports `replaced` and a new version, the old derivatives go; an unchanged one costs a 304.
+/// reports `replaced`, a new version and a new file (iipsrv caches image headers by path), the
+/// old copy and the old derivatives go; an unchanged one costs a 304.
 #[tokio::test]
 async fn changed_object_is_picked_up_after_the_ttl() {
     let garage = Garage::new();
@@ -126,9 +127,19 @@ async fn changed_object_is_picked_up_after_the_ttl() {
     let new = node.fetch.ensure("img").await.unwrap();
     assert!(new.replaced, "the call that swapped the master says so");
     assert_ne!(new.version, old.version);
+    assert_ne!(new.fif, old.fif, "a new version gets a new path");
     assert_eq!(
-        std::fs::read(layout.master_path("img")).unwrap(),
+        std::fs::read(root.path().join(&new.fif)).unwrap(),
         new_content
+    );
+    assert_eq!(
+        files_under(&root.path().join("masters")),
+        {
+            let mut files = vec![root.path().join(&new.fif), layout.sidecar_path("img")];
+            files.sort();
+            files
+        },
+        "the old copy is gone"
     );
     assert!(
         !derivatives.exists(),
@@ -142,15 +153,19 @@ async fn changed_object_is_picked_up_after_the_ttl() {
 
     // Unchanged after the TTL: a conditional GET answered 304, the copy stays.
     tokio::time::sleep(Duration::from_millis(1100)).await;
-    let inode =
-        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(layout.master_path("img")).unwrap());
+    let inode = std::os::unix::fs::MetadataExt::ino(
+        &std::fs::metadata(root.path().join(&new.fif)).unwrap(),
+    );
     let confirmed = node.fetch.ensure("img").await.unwrap();
     assert_eq!(confirmed.version, new.version);
+    assert_eq!(confirmed.fif, new.fif);
     assert!(!confirmed.replaced);
     assert_eq!(node.fetches("not_modified"), 1);
     assert_eq!(node.revalidations("unchanged"), 1);
     assert_eq!(
-        std::os::unix::fs::MetadataExt::ino(&std::fs::metadata(layout.master_path("img")).unwrap()),
+        std::os::unix::fs::MetadataExt::ino(
+            &std::fs::metadata(root.path().join(&new.fif)).unwrap()
+        ),
         inode,
         "a 304 does not rewrite the master"
     );
@@ -159,8 +174,7 @@ async fn changed_object_is_picked_up_after_the_ttl() {
     garage.delete("img").await;
     tokio::time::sleep(Duration::from_millis(1100)).await;
     assert_eq!(node.fetch.ensure("img").await, Err(FetchError::NotFound));
-    assert!(!layout.master_path("img").exists());
-    assert!(!layout.sidecar_path("img").exists());
+    assert!(files_under(&root.path().join("masters")).is_empty());
     assert_eq!(node.revalidations("gone"), 1);
 }
 
@@ -243,7 +257,7 @@ async fn s3_outage_serves_cached_masters_and_fails_uncached_fast() {
         }
     };
     assert!(!recovered.replaced);
-    assert!(node.fetch.layout().master_path("uncached").exists());
+    assert!(root.path().join(&recovered.fif).exists());
 }
 
 /// An identifier's master is fetched again after prune or purge removed it under the gateway
@@ -259,11 +273,12 @@ async fn refetch_after_the_file_was_removed() {
     assert_eq!(report.removed.len(), 2);
     let again = node.fetch.refetch("x").await.unwrap();
     assert_eq!(again.version, first.version);
+    assert_eq!(again.fif, first.fif, "same version, same name");
     assert!(!again.replaced, "same content: not a replacement");
-    assert!(node.fetch.layout().master_path("x").exists());
+    assert!(root.path().join(&again.fif).exists());
     assert_eq!(node.fetches("downloaded"), 2);
     // ensure() alone notices a removed file too (one stat per call).
-    std::fs::remove_file(node.fetch.layout().master_path("x")).unwrap();
+    std::fs::remove_file(root.path().join(&again.fif)).unwrap();
     assert!(node.fetch.ensure("x").await.is_ok());
     assert_eq!(node.fetches("downloaded"), 3);
 }
@@ -290,7 +305,77 @@ async fn warm_fetches_in_the_background() {
         node.metric("iiif_masters_warmups_total", Some(("outcome", "not_found"))),
         1.0
     );
-    assert!(node.fetch.layout().master_path("w").exists());
+    let master = node.fetch.ensure("w").await.unwrap();
+    assert!(root.path().join(&master.fif).exists());
+    assert_eq!(node.fetches("downloaded"), 1, "already there");
+}
+
+/// Two processes on one cache mount: when one replaces a master, the other, whose remembered
+/// copy vanished, follows the sidecar to the new copy without downloading it again.
+#[tokio::test]
+async fn a_replacement_by_another_node_is_followed_through_the_sidecar() {
+    let garage = Garage::new();
+    garage.put("shared", content(3000, 20)).await;
+    let root = tempfile::tempdir().unwrap();
+    let cache = cache_config(root.path());
+    let mut masters = masters_config(&garage, None);
+    masters.revalidate_after_s = 1;
+    let (a, b) = (node(&cache, &masters).await, node(&cache, &masters).await);
+    let old = a.fetch.ensure("shared").await.unwrap();
+    assert_eq!(b.fetch.ensure("shared").await.unwrap(), old);
+
+    garage.put("shared", content(3500, 21)).await;
+    tokio::time::sleep(Duration::from_millis(1100)).await;
+    let new = a.fetch.ensure("shared").await.unwrap();
+    assert!(new.replaced && new.fif != old.fif);
+    assert!(!root.path().join(&old.fif).exists());
+
+    let seen_by_b = b.fetch.ensure("shared").await.unwrap();
+    assert_eq!(seen_by_b.fif, new.fif);
+    assert_eq!(seen_by_b.version, new.version);
+    assert!(seen_by_b.replaced, "new to B: it drops what it derived");
+    assert_eq!(b.fetches("downloaded"), 0);
+    assert_eq!(a.fetches("downloaded"), 2);
+}
+
+/// A cache written before versioned names: the master `{k}` beside its sidecar. It is never
+/// served (iipsrv may have cached the header of that path); the next use downloads a versioned
+/// copy and removes the old file, keeping the derivatives when the version is the same.
+#[tokio::test]
+async fn an_unversioned_master_is_never_served_and_goes_at_the_next_download() {
+    let garage = Garage::new();
+    let bytes = content(2000, 22);
+    garage.put("legacy", bytes.clone()).await;
+    let root = tempfile::tempdir().unwrap();
+    let cache = cache_config(root.path());
+    let masters = masters_config(&garage, None);
+    let first = node(&cache, &masters).await;
+    let master = first.fetch.ensure("legacy").await.unwrap();
+    let layout = first.fetch.layout().clone();
+    let key = CacheLayout::image_key("legacy");
+    let unversioned = layout.masters_dir_for_key(&key).join(&key);
+    std::fs::rename(root.path().join(&master.fif), &unversioned).unwrap();
+    let derivatives = layout.derivatives_dir("legacy");
+    std::fs::create_dir_all(&derivatives).unwrap();
+    std::fs::write(derivatives.join("tile.jpg"), b"tile").unwrap();
+
+    // A gateway started on that cache.
+    let upgraded = node(&cache, &masters).await;
+    let again = upgraded.fetch.ensure("legacy").await.unwrap();
+    assert_eq!(again.fif, master.fif);
+    assert_eq!(again.version, master.version);
+    assert!(!again.replaced, "same version");
+    assert_eq!(
+        upgraded.fetches("downloaded"),
+        1,
+        "the old file was not served"
+    );
+    assert_eq!(std::fs::read(root.path().join(&again.fif)).unwrap(), bytes);
+    assert!(!unversioned.exists(), "the unversioned master is gone");
+    assert!(
+        derivatives.join("tile.jpg").exists(),
+        "same version: derivatives stay"
+    );
 }
 
 /// Startup refuses bad values with every key named, and an unreadable secret file.

@@ -1,7 +1,8 @@
 //! prune and purge on a cache filled from a real Garage.
 
+use std::collections::HashMap;
 use std::fs::File;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::{Duration, SystemTime};
 
 use lazyfetch::layout::{DERIVATIVES_ACCESS_FILE, DERIVATIVES_ID_FILE};
@@ -54,9 +55,11 @@ async fn prune_respects_watermarks_weighting_and_takes_derivatives() {
         ("small-oldest", 20 * KIB, hours(50)),
         ("big-new", 300 * KIB, hours(1)),
     ];
+    let mut copies = HashMap::new();
     for (n, (id, size, age)) in images.iter().enumerate() {
         garage.put(id, content(*size as usize, n as u8)).await;
-        node.fetch.ensure(id).await.unwrap();
+        let master = node.fetch.ensure(id).await.unwrap();
+        copies.insert(*id, root.path().join(master.fif));
         set_mtime(&layout.sidecar_path(id), *age);
     }
     // Derivatives of a master: younger .access than the sidecar makes the unit younger.
@@ -126,12 +129,14 @@ async fn prune_respects_watermarks_weighting_and_takes_derivatives() {
     assert!(report.after_bytes <= report.low_bytes);
     assert_eq!(report.before_bytes - report.freed_bytes, report.after_bytes);
     for id in ["local-only", "big-older", "big-old"] {
-        assert!(!layout.master_path(id).exists(), "{id} master");
+        if let Some(copy) = copies.get(id) {
+            assert!(!copy.exists(), "{id} master");
+        }
         assert!(!layout.sidecar_path(id).exists(), "{id} sidecar");
         assert!(!layout.derivatives_dir(id).exists(), "{id} derivatives");
     }
     for id in ["small-oldest", "big-new"] {
-        assert!(layout.master_path(id).exists(), "{id} stays");
+        assert!(copies[id].exists(), "{id} stays");
     }
     assert_eq!(
         lazyfetch::stats(&layout, &cache).unwrap().bytes,
@@ -152,9 +157,11 @@ async fn prune_spares_units_used_after_its_scan_and_removes_stale_tmp() {
     let cache = cache_config(root.path());
     let node = node(&cache, &masters_config(&garage, None)).await;
     let layout = node.fetch.layout().clone();
+    let mut copies = HashMap::new();
     for id in ["used", "idle"] {
         garage.put(id, content(10_000, 1)).await;
-        node.fetch.ensure(id).await.unwrap();
+        let master = node.fetch.ensure(id).await.unwrap();
+        copies.insert(id, root.path().join(master.fif));
         set_mtime(&layout.sidecar_path(id), hours(5));
     }
     let stale = layout.tmp_dir().join("dead.1-2-3.part");
@@ -180,8 +187,8 @@ async fn prune_spares_units_used_after_its_scan_and_removes_stale_tmp() {
         .map(|u| u.identifier.clone().unwrap())
         .collect();
     assert_eq!(removed, ["idle"]);
-    assert!(layout.master_path("used").exists());
-    assert!(!layout.master_path("idle").exists());
+    assert!(copies["used"].exists());
+    assert!(!copies["idle"].exists());
     assert_eq!(report.stale_tmp_removed, std::slice::from_ref(&stale));
     assert!(!stale.exists() && recent.exists());
 }
@@ -193,9 +200,11 @@ async fn purge_removes_exactly_one_images_files() {
     let root = tempfile::tempdir().unwrap();
     let node = node(&cache_config(root.path()), &masters_config(&garage, None)).await;
     let layout = node.fetch.layout().clone();
+    let mut copies = HashMap::new();
     for (n, id) in ["keep", "Zoë café/1"].iter().enumerate() {
         garage.put(id, content(5000, n as u8)).await;
-        node.fetch.ensure(id).await.unwrap();
+        let master = node.fetch.ensure(id).await.unwrap();
+        copies.insert(*id, root.path().join(master.fif));
         add_derivatives(&layout, id, 3000, hours(1));
     }
     let before = files_under(root.path());
@@ -221,8 +230,87 @@ async fn purge_removes_exactly_one_images_files() {
     assert!(after
         .iter()
         .all(|f| !f.starts_with(layout.derivatives_dir("Zoë café/1"))));
-    assert!(layout.master_path("keep").exists() && layout.derivatives_dir("keep").exists());
+    assert!(copies["keep"].exists() && layout.derivatives_dir("keep").exists());
     assert!(node.fetch.purge("Zoë café/1").await.unwrap().is_empty());
     // And the image comes back on the next request.
     assert!(node.fetch.ensure("Zoë café/1").await.is_ok());
+}
+
+/// Master files no sidecar names: an old copy a replacement left (a crash), a master from
+/// before versioned names beside its image's current copy, and one whose image has nothing
+/// else. stats counts them apart; prune removes them whatever the watermarks once they are
+/// older than ORPHAN_AGE (not before: a copy may be waiting for its sidecar), and leaves every
+/// current copy; purge removes them with their image.
+#[tokio::test]
+async fn orphaned_and_unversioned_copies_are_counted_apart_and_removed() {
+    let garage = Garage::new();
+    let root = tempfile::tempdir().unwrap();
+    let cache = cache_config(root.path());
+    let node = node(&cache, &masters_config(&garage, None)).await;
+    let layout = node.fetch.layout().clone();
+    let mut current = HashMap::new();
+    for (n, id) in ["a", "b"].iter().enumerate() {
+        garage.put(id, content(4000, n as u8)).await;
+        let master = node.fetch.ensure(id).await.unwrap();
+        current.insert(*id, root.path().join(master.fif));
+    }
+    let unversioned = |id: &str| -> PathBuf {
+        let key = CacheLayout::image_key(id);
+        layout.masters_dir_for_key(&key).join(key)
+    };
+    let old_copy = layout.master_path("a", "an-old-version");
+    std::fs::write(&old_copy, vec![0u8; 300]).unwrap();
+    std::fs::write(unversioned("a"), vec![0u8; 200]).unwrap();
+    let lone = unversioned("lone");
+    std::fs::create_dir_all(lone.parent().unwrap()).unwrap();
+    std::fs::write(&lone, vec![0u8; 100]).unwrap();
+
+    let stats = lazyfetch::stats(&layout, &cache).unwrap();
+    assert_eq!((stats.units, stats.masters), (2, 2), "{stats:#?}");
+    assert_eq!(stats.master_bytes, 8000);
+    assert_eq!((stats.orphans, stats.orphan_bytes), (3, 600));
+
+    // Nothing above the watermark, and the orphans are new: nothing goes.
+    let calm = lazyfetch::prune(&layout, &cache, PruneOptions::default()).unwrap();
+    assert!(calm.orphans_removed.is_empty() && calm.removed.is_empty());
+    assert!(old_copy.exists());
+
+    let later = SystemTime::now() + lazyfetch::prune::ORPHAN_AGE + Duration::from_secs(60);
+    let dry = PruneOptions {
+        dry_run: true,
+        ..PruneOptions::default()
+    };
+    let listed = lazyfetch::prune::prune_at(&layout, &cache, &dry, later).unwrap();
+    assert_eq!(listed.orphans_removed.len(), 3);
+    assert!(old_copy.exists(), "a dry run removes nothing");
+
+    let report =
+        lazyfetch::prune::prune_at(&layout, &cache, &PruneOptions::default(), later).unwrap();
+    let mut removed = report.orphans_removed.clone();
+    removed.sort();
+    let mut expected = vec![old_copy.clone(), unversioned("a"), lone.clone()];
+    expected.sort();
+    assert_eq!(removed, expected);
+    assert_eq!(report.orphan_bytes, 600);
+    assert!(report.removed.is_empty(), "no image went: {report:#?}");
+    assert!(report.errors.is_empty(), "{report:#?}");
+    for path in &expected {
+        assert!(!path.exists(), "{}", path.display());
+    }
+    assert!(current["a"].exists() && current["b"].exists());
+    let stats = lazyfetch::stats(&layout, &cache).unwrap();
+    assert_eq!((stats.orphans, stats.masters), (0, 2));
+    // The current copies are served as they were.
+    node.fetch.ensure("a").await.unwrap();
+    assert_eq!(node.fetches("downloaded"), 2);
+
+    // purge takes every file of its image, orphans included, and nothing of another.
+    let b_old = layout.master_path("b", "an-old-version");
+    std::fs::write(&b_old, vec![0u8; 10]).unwrap();
+    std::fs::write(unversioned("b"), vec![0u8; 20]).unwrap();
+    let purged = node.fetch.purge("b").await.unwrap();
+    assert_eq!(purged.removed.len(), 4, "{purged:#?}");
+    assert!(!b_old.exists() && !unversioned("b").exists() && !current["b"].exists());
+    assert!(!layout.sidecar_path("b").exists());
+    assert!(current["a"].exists());
 }
