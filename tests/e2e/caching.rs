@@ -5,7 +5,10 @@ use std::path::{Path, PathBuf};
 
 use reqwest::StatusCode;
 
-use crate::support::{client, get, iipsrv_image_requests, purge, Stack, StackOptions, ADMIN_TOKEN};
+use crate::support::{
+    client, get, iipsrv_image_requests, metric_line, metrics, purge, Stack, StackOptions,
+    ADMIN_TOKEN,
+};
 
 /// A stack with a derivative cache in its scratch directory (masters read by iipsrv itself).
 fn cached_stack(max_output_pixels: u64) -> Stack {
@@ -23,25 +26,30 @@ fn cache_root(stack: &Stack) -> PathBuf {
     stack.scratch.join("cache")
 }
 
-/// Every derivative file under the cache (not the `.id`/`.access` bookkeeping files).
-fn derivative_files(root: &Path) -> Vec<PathBuf> {
-    fn walk(dir: &Path, found: &mut Vec<PathBuf>) {
-        let Ok(entries) = std::fs::read_dir(dir) else {
-            return;
-        };
-        for entry in entries.flatten() {
-            let path = entry.path();
-            if path.is_dir() {
-                walk(&path, found);
-            } else if !entry.file_name().to_string_lossy().starts_with('.') {
-                found.push(path);
-            }
+/// Every file below `dir`, bookkeeping and temporary files included.
+fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(all_files(&path));
+        } else {
+            found.push(path);
         }
     }
-    let mut found = Vec::new();
-    walk(&root.join("derivatives"), &mut found);
     found.sort();
     found
+}
+
+/// Every derivative file under the cache (not the `.id`/`.access` bookkeeping files).
+fn derivative_files(root: &Path) -> Vec<PathBuf> {
+    all_files(&root.join("derivatives"))
+        .into_iter()
+        .filter(|f| !f.file_name().unwrap().to_string_lossy().starts_with('.'))
+        .collect()
 }
 
 /// The derivative directories of the cache, one per image.
@@ -305,11 +313,13 @@ async fn purge_removes_every_derivative_of_one_image_and_nothing_else() {
 }
 
 #[tokio::test]
-async fn a_full_disk_only_stops_caching() {
+async fn a_failing_disk_only_stops_caching() {
     // The cache root is a file, so no directory can be made under it: every write fails, the
-    // way a full or read-only disk makes it fail. Requests are still served.
+    // way a full or read-only disk makes it fail. Requests are still served. (No memory tier,
+    // so that the second request needs the disk too.)
     let stack = Stack::start_with(StackOptions {
-        extra_gateway_yaml: "  cache:\n    root: @SCRATCH@/not-a-directory\n    budget: 1GiB\n"
+        extra_gateway_yaml: "  cache:\n    root: @SCRATCH@/not-a-directory\n    budget: 1GiB\n\
+                             \x20 derivatives:\n    memory: 0\n"
             .into(),
         ..StackOptions::default()
     });
@@ -321,4 +331,100 @@ async fn a_full_disk_only_stops_caching() {
         assert!(!response.bytes().await.unwrap().is_empty());
     }
     assert_eq!(iipsrv_image_requests(&stack).await, 2);
+    let mut failed = 0.0;
+    for _ in 0..100 {
+        let text = metrics(&stack).await;
+        failed = metric_line(
+            &text,
+            "iiif_gateway_derivative_cache_fills_total{outcome=\"failed\"}",
+        );
+        if failed >= 2.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert_eq!(failed, 2.0, "both failed writes are counted");
+}
+
+#[tokio::test]
+async fn hot_derivatives_are_served_from_memory_even_when_the_disk_copy_is_gone() {
+    let stack = cached_stack(1 << 20);
+    let path = "/iiif/3/hubble/256,256,256,256/256,256/0/default.jpg";
+    let first = get(&stack, path).await.bytes().await.unwrap();
+    wait_for_files(&cache_root(&stack), 1).await;
+    for file in derivative_files(&cache_root(&stack)) {
+        std::fs::remove_file(file).unwrap();
+    }
+    assert_eq!(get(&stack, path).await.bytes().await.unwrap(), first);
+    assert_eq!(iipsrv_image_requests(&stack).await, 1);
+}
+
+/// A tiny tmpfs as the cache mount, so that writes really fail with "no space left on device".
+/// Needs root (CI runs as root); elsewhere the test says why it did not run.
+struct TinyMount {
+    path: std::path::PathBuf,
+}
+
+impl TinyMount {
+    fn new(parent: &Path, size: &str) -> Option<TinyMount> {
+        let path = parent.join("tiny-mount");
+        std::fs::create_dir_all(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(TinyMount { path })
+    }
+}
+
+impl Drop for TinyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount").arg(&self.path).status();
+    }
+}
+
+#[tokio::test]
+async fn a_full_disk_is_counted_and_every_request_is_still_served() {
+    let scratch = crate::support::scratch_dir();
+    let Some(mount) = TinyMount::new(&scratch, "64k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?); the failing-disk test covers writes that fail");
+        return;
+    };
+    let stack = Stack::start_with(StackOptions {
+        extra_gateway_yaml: format!(
+            "  cache:\n    root: {}\n    budget: 1GiB\n  derivatives:\n    memory: 0\n",
+            mount.path.display()
+        ),
+        ..StackOptions::default()
+    });
+    // Distinct tiles until the 64 KiB mount is full, and a few more.
+    for i in 0..12 {
+        let path = format!(
+            "/iiif/3/hubble/{},{},200,200/200,200/0/default.jpg",
+            (i % 4) * 200,
+            (i / 4) * 200
+        );
+        let response = get(&stack, &path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        assert!(!response.bytes().await.unwrap().is_empty());
+    }
+    let mut full = 0.0;
+    for _ in 0..100 {
+        full = metric_line(
+            &metrics(&stack).await,
+            "iiif_gateway_derivative_cache_fills_total{outcome=\"disk_full\"}",
+        );
+        if full > 0.0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+    assert!(full > 0.0, "a full disk is counted as such");
+    let leftovers: Vec<_> = all_files(&mount.path)
+        .into_iter()
+        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(".tmp-"))
+        .collect();
+    assert!(leftovers.is_empty(), "{leftovers:?}");
+    drop(stack);
 }
