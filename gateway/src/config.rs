@@ -715,10 +715,14 @@ mod tests {
 
     #[test]
     fn masters_need_a_cache_mount() {
-        let yaml = "gateway:\n  backend:\n    addresses: [127.0.0.1:9001]\n  masters:\n    rules: []\n";
+        let yaml =
+            "gateway:\n  backend:\n    addresses: [127.0.0.1:9001]\n  masters:\n    rules: []\n";
         let error = parse(yaml).unwrap_err();
         assert!(
-            error.problems.iter().any(|p| p.contains("gateway.masters needs gateway.cache")),
+            error
+                .problems
+                .iter()
+                .any(|p| p.contains("gateway.masters needs gateway.cache")),
             "{error}"
         );
     }

@@ -132,6 +132,21 @@ mod tests {
         assert!(flights.is_empty());
     }
 
+    /// A flight under key `k` whose work never ends (until its task is aborted).
+    fn spawn_endless_flight(
+        flights: &Arc<SingleFlight<u32>>,
+    ) -> tokio::task::JoinHandle<(u32, Role)> {
+        let flights = flights.clone();
+        tokio::spawn(async move {
+            flights
+                .run("k", || async {
+                    tokio::time::sleep(Duration::from_secs(3600)).await;
+                    1
+                })
+                .await
+        })
+    }
+
     #[tokio::test]
     async fn later_calls_run_again() {
         let flights = SingleFlight::<u32>::default();
@@ -143,17 +158,7 @@ mod tests {
     #[tokio::test]
     async fn a_cancelled_leader_hands_over_to_a_waiter() {
         let flights = Arc::new(SingleFlight::<u32>::default());
-        let leader = {
-            let flights = flights.clone();
-            tokio::spawn(async move {
-                flights
-                    .run("k", || async {
-                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                        1
-                    })
-                    .await
-            })
-        };
+        let leader = spawn_endless_flight(&flights);
         tokio::time::sleep(Duration::from_millis(20)).await;
         let waiter = {
             let flights = flights.clone();
@@ -169,17 +174,7 @@ mod tests {
     #[tokio::test]
     async fn abandoned_flights_leave_nothing_behind() {
         let flights = Arc::new(SingleFlight::<u32>::default());
-        let task = {
-            let flights = flights.clone();
-            tokio::spawn(async move {
-                flights
-                    .run("k", || async {
-                        tokio::time::sleep(Duration::from_secs(3600)).await;
-                        1
-                    })
-                    .await
-            })
-        };
+        let task = spawn_endless_flight(&flights);
         tokio::time::sleep(Duration::from_millis(20)).await;
         assert_eq!(flights.len(), 1);
         task.abort();

@@ -380,7 +380,9 @@ impl TinyMount {
 
 impl Drop for TinyMount {
     fn drop(&mut self) {
-        let _ = std::process::Command::new("umount").arg(&self.path).status();
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
     }
 }
 
@@ -423,7 +425,12 @@ async fn a_full_disk_is_counted_and_every_request_is_still_served() {
     assert!(full > 0.0, "a full disk is counted as such");
     let leftovers: Vec<_> = all_files(&mount.path)
         .into_iter()
-        .filter(|f| f.file_name().unwrap().to_string_lossy().starts_with(".tmp-"))
+        .filter(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+        })
         .collect();
     assert!(leftovers.is_empty(), "{leftovers:?}");
     drop(stack);

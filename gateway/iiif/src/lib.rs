@@ -41,7 +41,8 @@
 //! };
 //! let planned = plan(Version::V3, &request, &facts, &Limits::default(), &Capabilities::default())?;
 //! // The region is clipped before iipsrv sees it, and the size is always exact.
-//! assert_eq!(backend_query(&identifier, &planned.backend), "IIIF=photo.tif/900,700,100,50/100,50/0/default.jpg");
+//! let file = identifier.backend_encoded();
+//! assert_eq!(backend_query(&file, &planned.backend), "IIIF=photo.tif/900,700,100,50/100,50/0/default.jpg");
 //! assert!(planned.post.is_passthrough());
 //! # Ok::<(), iiif::IiifError>(())
 //! ```

@@ -53,8 +53,12 @@ impl MemoryTier {
         self.bytes += bytes.len();
         self.entries.insert(path.to_owned(), bytes);
         self.order.push_back(path.to_owned());
-        // Stale names of replaced or removed entries accumulate in `order`; drop them when they
-        // outnumber the live entries.
+        self.compact();
+    }
+
+    /// Stale names of replaced or removed entries accumulate in `order`; drops them once they
+    /// outnumber the live entries, so the queue stays proportional to the map.
+    fn compact(&mut self) {
         if self.order.len() > 2 * self.entries.len() + 64 {
             let entries = &self.entries;
             self.order.retain(|p| entries.contains_key(p));
@@ -71,6 +75,7 @@ impl MemoryTier {
             }
             keep
         });
+        self.compact();
     }
 
     /// Bytes held.

@@ -188,8 +188,8 @@ impl DerivativeCache {
         let (identifier, name, bytes) =
             (identifier.to_owned(), key.file_name.clone(), bytes.clone());
         self.remember(&memory_key(&dir, &name), &bytes);
-        tokio::task::spawn_blocking(move || {
-            match files::write(&dir, &identifier, &name, &bytes) {
+        tokio::task::spawn_blocking(
+            move || match files::write(&dir, &identifier, &name, &bytes) {
                 Ok(()) => {
                     cache.metrics.fills.with_label_values(&["stored"]).inc();
                     cache.metrics.filled_bytes.inc_by(bytes.len() as u64);
@@ -211,8 +211,8 @@ impl DerivativeCache {
                     cache.metrics.fills.with_label_values(&["failed"]).inc();
                     log::warn!("derivative cache: storing in {} failed: {e}", dir.display());
                 }
-            }
-        });
+            },
+        );
     }
 }
 

@@ -251,5 +251,5 @@ pub fn check_canonical_round_trip(
 
 /// `backend_query` takes the plan's backend request; this keeps the call sites short.
 fn backend_query_for(identifier: &Identifier, planned: &Plan) -> String {
-    backend_query(identifier, &planned.backend)
+    backend_query(&identifier.backend_encoded(), &planned.backend)
 }
