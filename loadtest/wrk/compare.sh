@@ -255,11 +255,13 @@ fill_hot_copies() {
 import os, sys, urllib.parse, urllib.request
 base, prefix, root, lists = sys.argv[1], sys.argv[2], sys.argv[3], sys.argv[4:]
 count = 0
+seen = set()
 for name in lists:
     for line in open(name):
         path = line.strip()
-        if not path:
+        if not path or path in seen:
             continue
+        seen.add(path)
         with urllib.request.urlopen(base + prefix + path, timeout=30) as response:
             body = response.read()
         target = os.path.join(root, urllib.parse.unquote(prefix + path).lstrip("/"))
@@ -298,7 +300,11 @@ for scenario in "${scenarios[@]}"; do
         ;;
     hot)
         head -n "$hot_urls" "$work/tiles-v2.txt" >"$work/hot-tiles.txt"
-        heading "hot: filling the cache and the static copy ($(wc -l <"$work/hot-tiles.txt") tiles, $(wc -l <"$work/thumbs.txt") thumbnails)"
+        heading "hot: filling the cache and the static copy ($(sort -u "$work/hot-tiles.txt" | wc -l) tiles, $(sort -u "$work/thumbs.txt" | wc -l) thumbnails)"
+        # The other scenarios may have kept the shared iipsrv processes too busy for this
+        # gateway's health probes; start once it is ready again.
+        wait_http "http://127.0.0.1:$cached_admin_port/readyz" 30 "$cached_pid" iiif-gateway ||
+            die "the cached gateway is not ready"
         fill_hot_copies /iiif/2/ "$work/hot-tiles.txt" "$work/thumbs.txt"
         for target in static cached gateway; do
             heading "hot: $target"

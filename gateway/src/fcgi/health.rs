@@ -4,6 +4,7 @@
 //! when iipsrv is stopped or stuck (measured, pingora-notes §1.6). So the probe is a complete
 //! request, answered by iipsrv itself.
 
+use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
 use bytes::Bytes;
@@ -11,10 +12,14 @@ use tokio::task::JoinSet;
 use tokio::time::MissedTickBehavior;
 
 use super::client::{self, Limits};
+use super::error::{FcgiError, Phase};
 use super::pool::{probe_request, BackendPool};
 
 /// A probe answer is iipsrv's small HTML page; anything bigger is not a probe answer.
 const MAX_PROBE_RESPONSE: usize = 64 * 1024;
+
+/// Probes in a row a process may accept without answering before it is taken out of rotation.
+const SILENT_PROBES_BEFORE_DOWN: u32 = 3;
 
 impl BackendPool {
     /// Spawns the health-check loop (and, with keep-alive, the idle-connection reaper) on the
@@ -94,7 +99,27 @@ impl BackendPool {
         };
         let result = client::execute_once(&backend.addr, &backend.label, request, &limits).await;
         match result {
-            Ok(_) => self.set_health(index, true, "health probe succeeded"),
+            Ok(_) => {
+                backend.silent_probes.store(0, Ordering::Relaxed);
+                self.set_health(index, true, "health probe succeeded");
+            }
+            // The process took the connection but did not answer in time. When iipsrv processes
+            // are shared (several gateways, or nginx beside the gateway), that is usually a
+            // process busy with another client's connection, not a dead one: taking it out at
+            // once would make requests fail with 503 while it works fine. Only a process silent
+            // for several probes in a row goes out (a dead one refuses connections at once).
+            Err(FcgiError::Timeout(Phase::FirstByte))
+                if backend.is_healthy()
+                    && backend.silent_probes.fetch_add(1, Ordering::Relaxed) + 1
+                        < SILENT_PROBES_BEFORE_DOWN =>
+            {
+                self.record_probe_failure(index);
+                log::info!(
+                    "iipsrv {} did not answer a health probe within {:?}: busy with another client? (kept in rotation for now)",
+                    backend.label,
+                    self.cfg.health_timeout
+                );
+            }
             Err(error) => {
                 self.record_probe_failure(index);
                 self.set_health(index, false, &format!("health probe failed: {error}"));

@@ -7,7 +7,7 @@
 //! only an idle process, so a probe never competes with a request for the same single-threaded
 //! process and never waits behind one.
 
-use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU32, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -101,6 +101,8 @@ pub(super) struct Backend {
     peak_in_flight: AtomicUsize,
     served: AtomicU64,
     failures: AtomicU64,
+    /// Health probes in a row that the process accepted but did not answer in time.
+    pub(super) silent_probes: AtomicU32,
     /// When the running request started, so the health loop can spot a hung process.
     busy_since: Mutex<Option<Instant>>,
     /// When a request last got a complete answer; a process that just answered needs no probe.
@@ -133,6 +135,7 @@ impl BackendPool {
                     peak_in_flight: AtomicUsize::new(0),
                     served: AtomicU64::new(0),
                     failures: AtomicU64::new(0),
+                    silent_probes: AtomicU32::new(0),
                     busy_since: Mutex::new(None),
                     last_answer: Mutex::new(None),
                     idle: Mutex::new(None),
