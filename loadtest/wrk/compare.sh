@@ -109,31 +109,33 @@ if [[ " ${targets[*]} " == *" baseline "* ]]; then
         "$IIIF_REPO/nginx/baseline" start
     base_url[baseline]=http://127.0.0.1:$nginx_port
 fi
+# start_gateway NAME PORT ADMIN_PORT: a gateway on the shared iipsrv processes, its config and
+# state in $work/NAME (GATEWAY_CACHE_ROOT in the environment adds a derivative cache), its log
+# in $work/log/NAME.log; sets started_pid once it is ready.
+start_gateway() {
+    local name=$1 port=$2 admin=$3 pid
+    render_gateway_config "$work/$name/gateway.yaml" "$work/$name" "127.0.0.1:$port" \
+        "127.0.0.1:$admin" "http://127.0.0.1:$port" "${iipsrv_ports[@]}"
+    RUST_LOG=${RUST_LOG:-warn} "$IIIF_GATEWAY_BIN" -c "$work/$name/gateway.yaml" </dev/null \
+        >"$work/log/$name.log" 2>&1 &
+    pid=$!
+    wait_http "http://127.0.0.1:$admin/readyz" 60 "$pid" iiif-gateway || {
+        dump_logs "$work/log/$name.log"
+        die "the $name gateway did not become ready"
+    }
+    started_pid=$pid
+    base_url[$name]=http://127.0.0.1:$port
+}
+
 if [[ -n $want_gateway ]]; then
     heading "gateway on $gw_port"
-    render_gateway_config "$work/gateway.yaml" "$work" "127.0.0.1:$gw_port" "127.0.0.1:$admin_port" \
-        "http://127.0.0.1:$gw_port" "${iipsrv_ports[@]}"
-    RUST_LOG=${RUST_LOG:-warn} "$IIIF_GATEWAY_BIN" -c "$work/gateway.yaml" </dev/null >"$work/log/gateway.log" 2>&1 &
-    gateway_pid=$!
-    wait_http "http://127.0.0.1:$admin_port/readyz" 60 "$gateway_pid" iiif-gateway || {
-        dump_logs "$work/log/gateway.log"
-        die "the gateway did not become ready"
-    }
-    base_url[gateway]=http://127.0.0.1:$gw_port
+    start_gateway gateway "$gw_port" "$admin_port"
+    gateway_pid=$started_pid
 fi
 if [[ " ${targets[*]} " == *" cached "* ]]; then
     heading "gateway with a derivative cache on $cached_port"
-    GATEWAY_CACHE_ROOT=$work/cache render_gateway_config "$work/cached/gateway.yaml" "$work/cached" \
-        "127.0.0.1:$cached_port" "127.0.0.1:$cached_admin_port" "http://127.0.0.1:$cached_port" \
-        "${iipsrv_ports[@]}"
-    RUST_LOG=${RUST_LOG:-warn} "$IIIF_GATEWAY_BIN" -c "$work/cached/gateway.yaml" </dev/null \
-        >"$work/log/cached.log" 2>&1 &
-    cached_pid=$!
-    wait_http "http://127.0.0.1:$cached_admin_port/readyz" 60 "$cached_pid" iiif-gateway || {
-        dump_logs "$work/log/cached.log"
-        die "the cached gateway did not become ready"
-    }
-    base_url[cached]=http://127.0.0.1:$cached_port
+    GATEWAY_CACHE_ROOT=$work/cache start_gateway cached "$cached_port" "$cached_admin_port"
+    cached_pid=$started_pid
 fi
 if [[ " ${targets[*]} " == *" static "* ]]; then
     heading "nginx serving static files on $static_port"
