@@ -731,7 +731,7 @@ mod tests {
     fn derivatives_are_off_without_a_cache_or_when_disabled() {
         let base = "gateway:\n  backend:\n    addresses: [127.0.0.1:9001]\n";
         assert!(parse(base).unwrap().derivatives.is_none());
-        let cached = format!("{base}  cache:\n    root: /tmp/c\n    budget: 1GiB\n");
+        let cached = format!("{base}  cache:\n    root: /srv/iiif-cache\n    budget: 1GiB\n");
         assert!(parse(&cached).unwrap().derivatives.is_some());
         let disabled = format!("{cached}  derivatives:\n    enabled: false\n");
         assert!(parse(&disabled).unwrap().derivatives.is_none());

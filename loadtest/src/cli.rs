@@ -302,7 +302,7 @@ mod tests {
     }
 
     fn args(extra: &[&str]) -> Args {
-        let mut argv = vec!["loadtest", "--out", "/tmp/x"];
+        let mut argv = vec!["loadtest", "--out", "results"];
         argv.extend_from_slice(extra);
         Args::try_parse_from(argv).unwrap()
     }
