@@ -94,10 +94,6 @@ impl Gateway {
             link_headers: true,
             rights: config.rights.clone(),
         };
-        let layout = config
-            .cache
-            .as_ref()
-            .map(|cache| CacheLayout::new(cache.root.clone()));
         let masters = config
             .masters
             .clone()
@@ -105,20 +101,19 @@ impl Gateway {
             .map(|(masters, cache)| {
                 Arc::new(Masters::new(cache, masters, metrics.registry().clone()))
             });
-        let derivatives = layout
-            .zip(config.derivatives.clone())
-            .map(|(layout, policy)| {
-                let touch_interval = config
-                    .cache
-                    .as_ref()
-                    .map_or(300, |cache| cache.touch_interval_s);
-                DerivativeCache::new(
-                    layout,
-                    policy,
-                    AccessStamps::new(Duration::from_secs(touch_interval)),
-                    metrics.registry(),
-                )
-            });
+        let derivatives =
+            config
+                .cache
+                .as_ref()
+                .zip(config.derivatives.clone())
+                .map(|(cache, policy)| {
+                    DerivativeCache::new(
+                        CacheLayout::new(cache.root.clone()),
+                        policy,
+                        AccessStamps::new(Duration::from_secs(cache.touch_interval_s)),
+                        metrics.registry(),
+                    )
+                });
         Gateway {
             masters,
             derivatives,
@@ -319,10 +314,9 @@ impl Gateway {
                 record,
             });
         };
+        // A replaced master's derivatives need no eviction here: lazyfetch removes their
+        // directory, and their keys name the old version, so none of them can be served again.
         let master = masters.ensure(name).await?;
-        if master.replaced {
-            self.forget_derived(name).await;
-        }
         let file = ImageFile::cached_master(&master.fif);
         // Facts belong to one copy of the master: a replaced master gets its own entry.
         let record = self
@@ -360,15 +354,6 @@ impl Gateway {
                 work(self.source(identifier).await?).await
             }
             result => result,
-        }
-    }
-
-    /// Drops what was derived from an older copy of a master.
-    async fn forget_derived(&self, name: &str) {
-        if let Some(derivatives) = &self.derivatives {
-            if let Err(e) = derivatives.purge(name).await {
-                log::warn!("could not remove the old derivatives of {name:?}: {e}");
-            }
         }
     }
 
@@ -490,10 +475,9 @@ impl Gateway {
         };
         match &self.derivatives {
             Some(cache) => {
-                let (body, _) = cache
+                cache
                     .get_or_render(identifier.decoded(), key, cache.admits(plan), render)
-                    .await?;
-                Ok(body)
+                    .await
             }
             None => render().await,
         }

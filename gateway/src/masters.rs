@@ -7,7 +7,6 @@
 
 use std::sync::Arc;
 
-use lazyfetch::layout::CacheLayout;
 use lazyfetch::{CacheConfig, FetchError, LazyFetch, Master, MastersConfig};
 use prometheus::Registry;
 use tokio::sync::OnceCell;
@@ -80,11 +79,12 @@ impl Masters {
     /// # Errors
     /// A file that exists but cannot be removed.
     pub async fn purge(&self, identifier: &str) -> std::io::Result<Removed> {
-        let layout = CacheLayout::new(self.cache.root.clone());
-        let identifier = identifier.to_owned();
-        let report = tokio::task::spawn_blocking(move || lazyfetch::purge(&layout, &identifier))
+        // Through the running cache, so that it also forgets the copy it knew.
+        let lazyfetch = self
+            .lazyfetch()
             .await
-            .map_err(std::io::Error::other)??;
+            .map_err(|failure| std::io::Error::other(failure.message))?;
+        let report = lazyfetch.purge(identifier).await?;
         Ok(Removed {
             files: report.removed.len() as u64,
             bytes: report.bytes,

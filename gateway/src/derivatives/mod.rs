@@ -53,13 +53,6 @@ pub struct DerivativeCache {
     disk_full: AtomicBool,
 }
 
-/// Where a response body came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Source {
-    Cache,
-    Rendered,
-}
-
 impl DerivativeCache {
     pub fn new(
         layout: CacheLayout,
@@ -95,7 +88,7 @@ impl DerivativeCache {
         key: &DerivativeKey,
         cacheable: bool,
         render: F,
-    ) -> Result<(Bytes, Source), Failure>
+    ) -> Result<Bytes, Failure>
     where
         F: FnOnce() -> Fut,
         Fut: std::future::Future<Output = Result<Bytes, Failure>>,
@@ -106,7 +99,7 @@ impl DerivativeCache {
                 self.metrics.lookups.with_label_values(&["hit"]).inc();
                 self.metrics.served_bytes.inc_by(bytes.len() as u64);
                 self.stamps.touch(&dir.join(files::ACCESS_FILE));
-                return Ok((bytes, Source::Cache));
+                return Ok(bytes);
             }
         }
         let result = if cacheable { "miss" } else { "bypass" };
@@ -119,7 +112,7 @@ impl DerivativeCache {
             Role::Leader => {}
             Role::Follower => self.metrics.coalesced.inc(),
         }
-        Ok((bytes, Source::Rendered))
+        Ok(bytes)
     }
 
     /// Removes every derivative of `identifier`.

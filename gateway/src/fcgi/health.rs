@@ -108,21 +108,20 @@ impl BackendPool {
             // process busy with another client's connection, not a dead one: taking it out at
             // once would make requests fail with 503 while it works fine. Only a process silent
             // for several probes in a row goes out (a dead one refuses connections at once).
-            Err(FcgiError::Timeout(Phase::FirstByte))
-                if backend.is_healthy()
-                    && backend.silent_probes.fetch_add(1, Ordering::Relaxed) + 1
-                        < SILENT_PROBES_BEFORE_DOWN =>
-            {
-                self.record_probe_failure(index);
-                log::info!(
-                    "iipsrv {} did not answer a health probe within {:?}: busy with another client? (kept in rotation for now)",
-                    backend.label,
-                    self.cfg.health_timeout
-                );
-            }
             Err(error) => {
                 self.record_probe_failure(index);
-                self.set_health(index, false, &format!("health probe failed: {error}"));
+                let within_grace = matches!(error, FcgiError::Timeout(Phase::FirstByte))
+                    && backend.silent_probes.fetch_add(1, Ordering::Relaxed) + 1
+                        < SILENT_PROBES_BEFORE_DOWN;
+                if within_grace && backend.is_healthy() {
+                    log::info!(
+                        "iipsrv {} did not answer a health probe within {:?}: busy with another client? (kept in rotation for now)",
+                        backend.label,
+                        self.cfg.health_timeout
+                    );
+                } else {
+                    self.set_health(index, false, &format!("health probe failed: {error}"));
+                }
             }
         }
         drop(claim);
