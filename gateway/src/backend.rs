@@ -20,12 +20,30 @@ use crate::reply::Failure;
 
 /// `REQUEST_URI` sent to iipsrv. It must be set (iipsrv refuses info.json without it) and must not
 /// start with a `URI_MAP` prefix such as `/iiif/`, or iipsrv would parse the path instead of the
-/// query string.
-const BACKEND_REQUEST_URI: &str = "/fcgi-bin/iipsrv.fcgi";
+/// query string. iipsrv 1.1 also strips the last 10 bytes (`/info.json`) from it when it answers
+/// info.json, even when `HTTP_X_IIIF_ID` replaces the id it would build from it: a value shorter
+/// than 10 bytes makes that throw (measured: `/iiif/x` fails with iipsrv's 400 page).
+pub const BACKEND_REQUEST_URI: &str = "/fcgi-bin/iipsrv.fcgi";
 
 /// iipsrv copies this verbatim into the `@id` of its info.json. A fixed, JSON-safe value keeps
 /// its output parseable; the gateway writes the real public id itself.
-const PLACEHOLDER_ID: &str = "urn:iiif-gateway:backend";
+pub const PLACEHOLDER_ID: &str = "urn:iiif-gateway:backend";
+
+/// The CGI parameters of one iipsrv request whose `QUERY_STRING` is `query` (e.g.
+/// `IIIF=a.tif/info.json`): the only parameters the gateway ever sends, in production and in
+/// the tests of the FastCGI pool alike. Nothing here comes from the client's request.
+pub fn cgi_params(query: &str) -> [(&'static str, &str); 8] {
+    [
+        ("QUERY_STRING", query),
+        ("REQUEST_METHOD", "GET"),
+        ("REQUEST_URI", BACKEND_REQUEST_URI),
+        ("SCRIPT_NAME", BACKEND_REQUEST_URI),
+        ("SERVER_PROTOCOL", "HTTP/1.1"),
+        ("SERVER_NAME", "iiif-gateway"),
+        ("HTTP_HOST", "iiif-gateway"),
+        ("HTTP_X_IIIF_ID", PLACEHOLDER_ID),
+    ]
+}
 
 /// The file iipsrv reads for one image, encoded for its `QUERY_STRING`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -159,16 +177,7 @@ impl Iipsrv {
         query: &str,
         lane: Lane,
     ) -> Result<BackendResponse, Failure> {
-        let params = [
-            ("QUERY_STRING", query),
-            ("REQUEST_METHOD", "GET"),
-            ("REQUEST_URI", BACKEND_REQUEST_URI),
-            ("SCRIPT_NAME", BACKEND_REQUEST_URI),
-            ("SERVER_PROTOCOL", "HTTP/1.1"),
-            ("SERVER_NAME", "iiif-gateway"),
-            ("HTTP_HOST", "iiif-gateway"),
-            ("HTTP_X_IIIF_ID", PLACEHOLDER_ID),
-        ];
+        let params = cgi_params(query);
         let started = Instant::now();
         let result = self.pool.execute(&params, lane).await;
         self.metrics

@@ -26,7 +26,8 @@ use std::time::Duration;
 use super::client::{execute_once, BackendAddr, Limits};
 use super::record::encode_request;
 use super::test_support::{images, jpeg_dimensions, Iipsrv, IMAGES};
-use super::{iipsrv_params, FcgiError};
+use super::FcgiError;
+use crate::backend::cgi_params;
 use iiif::{ImageFacts, PixelRect};
 
 /// An image's facts with the pyramid `vips tiffsave --pyramid` (default `--depth onetile`) writes:
@@ -99,7 +100,7 @@ const PROBE_LIMITS: Limits = Limits {
 impl Probe {
     async fn send(&mut self, query: &str) -> Result<super::BackendResponse, FcgiError> {
         self.requests += 1;
-        let request = encode_request(&iipsrv_params(query, "placeholder"), false).unwrap();
+        let request = encode_request(&cgi_params(query), false).unwrap();
         let addr = BackendAddr::parse(&self.server.addr);
         let result = execute_once(&addr, "probe", &request, &PROBE_LIMITS).await;
         match &result {

@@ -7,7 +7,6 @@
 //! - `pool`: [`BackendPool`], one request at a time per process, health state.
 //! - `scheduler`: the admission lanes in front of the processes: who gets the next free one.
 //! - `health`: the active health-check loop.
-//! - `params`: the parameters iipsrv reads.
 //!
 //! # Invariants
 //! - A connection to an iipsrv process stays open after its request only when keep-alive is
@@ -19,13 +18,13 @@
 //! - Requests wait for a process in an admission lane (see [`crate::admission`]), bounded in
 //!   length and time; health probes never wait.
 //!
-//! This module knows nothing about IIIF: it carries parameters and answers.
+//! This module knows nothing about IIIF: it carries parameters and answers. The parameters
+//! iipsrv is sent are decided in one place, `crate::backend::cgi_params`.
 
 mod cgi;
 mod client;
 mod error;
 mod health;
-mod params;
 mod pool;
 mod record;
 mod scheduler;
@@ -44,6 +43,5 @@ mod crash_probe;
 
 pub use cgi::BackendResponse;
 pub use error::{FcgiError, Phase};
-pub use params::{iipsrv_params, IIPSRV_REQUEST_URI};
 pub use pool::{BackendPool, BackendStatus, PoolConfig};
 pub use scheduler::LaneStatus;

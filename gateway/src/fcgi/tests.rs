@@ -9,6 +9,7 @@ use std::time::Duration;
 use super::test_support::{images, jpeg_dimensions, Iipsrv};
 use super::*;
 use crate::admission::{AdmissionConfig, Lane, RejectReason};
+use crate::backend::{cgi_params, PLACEHOLDER_ID};
 
 /// Short timeouts so failure tests finish quickly; still generous for a 2-core machine. The
 /// admission lanes have their defaults for the pool's size.
@@ -46,8 +47,7 @@ pub(super) async fn get_in(
     query: &str,
     lane: Lane,
 ) -> Result<BackendResponse, FcgiError> {
-    pool.execute(&iipsrv_params(query, "placeholder"), lane)
-        .await
+    pool.execute(&cgi_params(query), lane).await
 }
 
 /// Polls `condition` every 20 ms for up to `limit`.
@@ -86,11 +86,13 @@ async fn info_json_round_trip() {
     assert_eq!(info["width"], 1000);
     assert_eq!(info["height"], 1000);
 
-    // The helper's REQUEST_URI works too (iipsrv needs at least 10 bytes there).
+    // The production parameters work too (iipsrv needs at least 10 bytes in REQUEST_URI).
     let response = get(&pool, "IIIF=test.tif/info.json").await.unwrap();
     assert_eq!(response.status, 200);
+    let info: serde_json::Value = serde_json::from_slice(&response.body).unwrap();
+    assert_eq!(info["@id"], PLACEHOLDER_ID);
     // ...and a short one does not: documents the iipsrv quirk the helper avoids.
-    let mut short = iipsrv_params("IIIF=test.tif/info.json", "placeholder");
+    let mut short = cgi_params("IIIF=test.tif/info.json");
     short[2].1 = "/iiif/x";
     assert_eq!(pool.execute(&short, Lane::Small).await.unwrap().status, 400);
     assert_eq!(pool.snapshot()[0].served, 3);
@@ -468,7 +470,7 @@ async fn direct_probe(server: &Iipsrv, limit: Duration) -> Result<BackendRespons
         total_timeout: limit,
         max_response_bytes: 1 << 20,
     };
-    let request = record::encode_request(&iipsrv_params(TILE, "placeholder"), false).unwrap();
+    let request = record::encode_request(&cgi_params(TILE), false).unwrap();
     client::execute_once(
         &client::BackendAddr::parse(&server.addr),
         "direct",
