@@ -6,7 +6,7 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, Instant};
 
 use bytes::Bytes;
 use iiif::{
@@ -20,15 +20,17 @@ use crate::conditional::{Preconditions, Validators};
 use crate::config::GatewayConfig;
 use crate::derivatives::files::Removed;
 use crate::derivatives::{body_etag, DerivativeCache, DerivativeKey};
-use crate::facts::{FactsCache, ImageRecord, Lookup};
+use crate::error::Error;
+use crate::facts::{FactsCache, ImageRecord};
 use crate::fcgi::BackendPool;
 use crate::masters::Masters;
 use crate::metrics::Metrics;
 use crate::public_url::{OriginHeaders, PublicOrigin};
 use crate::redirects::lookup::{self as redirect_lookup, RedirectLookup};
 use crate::render;
-use crate::reply::{Failure, Reply};
+use crate::reply::Reply;
 use crate::routes::{self, Endpoint};
+use crate::source::{ImageSource, ImageSources};
 
 /// How many identifiers' facts are kept in memory.
 const FACTS_CAPACITY: usize = 100_000;
@@ -58,14 +60,12 @@ pub struct Outcome {
 pub struct Gateway {
     config: GatewayConfig,
     origin: PublicOrigin,
-    iipsrv: Iipsrv,
-    facts: FactsCache,
+    iipsrv: Arc<Iipsrv>,
+    sources: ImageSources,
     caps: Capabilities,
     info_options: InfoOptions,
     /// The ID archive; `None` when `gateway.redirects` is absent (no lookup at all).
     redirects: Option<Arc<RedirectLookup>>,
-    /// The access-master cache; `None` when iipsrv reads masters from its own filesystem.
-    masters: Option<Arc<Masters>>,
     /// The derivative cache; `None` when `gateway.cache` is absent.
     derivatives: Option<Arc<DerivativeCache>>,
     pub pool: Arc<BackendPool>,
@@ -75,13 +75,11 @@ pub struct Gateway {
 impl Gateway {
     pub fn new(config: GatewayConfig, pool: Arc<BackendPool>, metrics: Arc<Metrics>) -> Self {
         let caps = Capabilities {
-            formats: vec![
-                Format::Jpg,
-                Format::Png,
-                Format::Gif,
-                Format::Webp,
-                Format::Tif,
-            ],
+            // What the renderer can encode, decided in one place (`output_format`).
+            formats: Format::ALL
+                .into_iter()
+                .filter(|format| output_format(*format).is_some())
+                .collect(),
             arbitrary_rotation: true,
         };
         let mut limits = config.limits;
@@ -114,16 +112,22 @@ impl Gateway {
                         metrics.registry(),
                     )
                 });
-        Gateway {
+        let iipsrv = Arc::new(Iipsrv::new(pool.clone(), metrics.clone()));
+        let sources = ImageSources::new(
+            iipsrv.clone(),
             masters,
+            FactsCache::new(config.facts_ttl, FACTS_CAPACITY),
+            metrics.clone(),
+        );
+        Gateway {
+            sources,
             derivatives,
             origin: PublicOrigin::new(
                 config.public_base_url.clone(),
                 config.trusted_proxies.clone(),
                 config.listen,
             ),
-            iipsrv: Iipsrv::new(pool.clone(), metrics.clone()),
-            facts: FactsCache::new(config.facts_ttl, FACTS_CAPACITY),
+            iipsrv,
             redirects: config
                 .redirects
                 .as_ref()
@@ -136,11 +140,29 @@ impl Gateway {
         }
     }
 
-    /// Answers one request. Never fails: every problem becomes an IIIF-style error reply.
+    /// Answers one request. Never fails: every problem becomes an IIIF-style error reply, and
+    /// is logged here, once, at the level [`Error::response`] gives it.
     pub async fn handle(&self, request: &Incoming<'_>) -> Outcome {
         let (version, kind, result) = self.dispatch(request).await;
-        let reply = result
-            .unwrap_or_else(|failure| Reply::failure(&failure, &self.config.cache_control.error));
+        let reply = result.unwrap_or_else(|error| {
+            let response = error.response();
+            if let Some(level) = response.log_level {
+                log::log!(
+                    level,
+                    "{} {} -> {} ({}): {error}",
+                    request.method,
+                    request.path,
+                    response.status,
+                    response.label
+                );
+            }
+            // A withdrawn image is an answer of the ID archive, cached like its redirects.
+            let cache_control = match error {
+                Error::Gone => &self.config.cache_control.redirect,
+                _ => &self.config.cache_control.error,
+            };
+            Reply::failure(&response, cache_control)
+        });
         Outcome {
             reply: reply.finish(),
             version: version.map_or("none", version_label),
@@ -151,7 +173,7 @@ impl Gateway {
     async fn dispatch(
         &self,
         request: &Incoming<'_>,
-    ) -> (Option<Version>, &'static str, Result<Reply, Failure>) {
+    ) -> (Option<Version>, &'static str, Result<Reply, Error>) {
         match request.method {
             "GET" | "HEAD" => {}
             "OPTIONS" => {
@@ -161,10 +183,10 @@ impl Gateway {
                     Ok(Reply::preflight(request.preflight_headers)),
                 )
             }
-            _ => return (None, "other", Err(Failure::new(405, "method not allowed"))),
+            _ => return (None, "other", Err(Error::MethodNotAllowed)),
         }
         let (version, rest) = match routes::classify(&self.config.prefix, request.path) {
-            Endpoint::Unknown => return (None, "other", Err(Failure::new(404, "not found"))),
+            Endpoint::Unknown => return (None, "other", Err(Error::NoSuchEndpoint)),
             Endpoint::Unversioned { rest } => {
                 return (
                     None,
@@ -179,8 +201,8 @@ impl Gateway {
             Err(error) => return (Some(version), "invalid", Err(error.into())),
         };
         let base = self.version_base(request, version);
-        if let Some((kind, reply)) = self.retired(&route, rest, &base).await {
-            return (Some(version), kind, Ok(reply));
+        if let Some((kind, answer)) = self.retired(&route, rest, &base).await {
+            return (Some(version), kind, answer);
         }
         let (kind, result) = match route {
             Route::Base { identifier } => ("base", Ok(self.base_redirect(&base, &identifier))),
@@ -210,7 +232,7 @@ impl Gateway {
             Some(cache) => cache.purge(identifier).await?,
             None => Removed::default(),
         };
-        let master = match &self.masters {
+        let master = match self.sources.masters() {
             Some(masters) => Some(masters.purge(identifier).await?),
             None => None,
         };
@@ -218,7 +240,7 @@ impl Gateway {
             identifier: identifier.to_owned(),
             derivatives,
             master,
-            facts: self.facts.invalidate_image(identifier),
+            facts: self.sources.forget(identifier),
         })
     }
 
@@ -228,8 +250,9 @@ impl Gateway {
     }
 
     /// The answer for a retired identifier, with its metrics kind: a redirect to the same path
-    /// with the current identifier, or 410 Gone. `None` (serve the request) when the identifier
-    /// is not retired, when there is no archive, and when the archive cannot be asked in time.
+    /// with the current identifier, or [`Error::Gone`]. `None` (serve the request) when the
+    /// identifier is not retired, when there is no archive, and when the archive cannot be asked
+    /// in time.
     ///
     /// `rest` is the path after the version, still percent-encoded; everything after the
     /// identifier is kept byte for byte.
@@ -238,7 +261,7 @@ impl Gateway {
         route: &Route,
         rest: &str,
         base: &str,
-    ) -> Option<(&'static str, Reply)> {
+    ) -> Option<(&'static str, Result<Reply, Error>)> {
         let lookup = self.redirects.as_ref()?;
         let identifier = route.identifier();
         // The parser takes the identifier from the start of `rest`, as the client wrote it.
@@ -261,13 +284,10 @@ impl Gateway {
         let (status, target) = match &redirect {
             redirect_lookup::Redirect::Moved { target } => (settings.permanent_status, target),
             redirect_lookup::Redirect::Temporary { target } => (settings.temporary_status, target),
-            redirect_lookup::Redirect::Gone => {
-                let gone = Failure::new(410, "this image has been withdrawn");
-                return Some(("gone", Reply::failure(&gone, cache_control)));
-            }
+            redirect_lookup::Redirect::Gone => return Some(("gone", Err(Error::Gone))),
         };
         let location = format!("{base}/{}{tail}", redirect_lookup::encode_segment(target));
-        Some(("redirect", Reply::redirect(status, location, cache_control)))
+        Some(("redirect", Ok(Reply::redirect(status, location, cache_control))))
     }
 
     /// `{origin}{prefix}/{version}`: what every public URI of one API version starts with.
@@ -293,105 +313,35 @@ impl Gateway {
         Reply::redirect(303, location, &self.config.cache_control.redirect)
     }
 
-    /// Where iipsrv reads `identifier` from, which copy of the master that is, and the image's
-    /// facts for that copy.
-    async fn source(&self, identifier: &Identifier) -> Result<ImageSource, Failure> {
-        let name = identifier.decoded();
-        let Some(masters) = &self.masters else {
-            let file = ImageFile::from_identifier(identifier);
-            let record = self.record(name, &file).await?;
-            // Without a master cache, iipsrv's Last-Modified (the file's mtime) is the version.
-            let version = record.last_modified.clone().unwrap_or_default();
-            let last_modified = record
-                .last_modified
-                .as_deref()
-                .and_then(|text| httpdate::parse_http_date(text).ok());
-            return Ok(ImageSource {
-                file,
-                master_fif: None,
-                version,
-                last_modified,
-                record,
-            });
-        };
-        // A replaced master's derivatives need no eviction here: lazyfetch removes their
-        // directory, and their keys name the old version, so none of them can be served again.
-        let master = masters.ensure(name).await?;
-        let file = ImageFile::cached_master(&master.fif);
-        // Facts belong to one copy of the master: a replaced master gets its own entry.
-        let record = self
-            .record(&format!("{name}\0{}", master.version), &file)
-            .await?;
-        Ok(ImageSource {
-            file,
-            master_fif: Some(master.fif),
-            version: master.version,
-            last_modified: Some(master.last_modified),
-            record,
-        })
-    }
-
-    /// Runs `work` on the image's source; if iipsrv cannot find a cached master (prune or purge
-    /// removed it mid-flight), fetches the master again and retries once.
-    async fn with_source<T, F, Fut>(&self, identifier: &Identifier, work: F) -> Result<T, Failure>
-    where
-        F: Fn(ImageSource) -> Fut,
-        Fut: std::future::Future<Output = Result<T, Failure>>,
-    {
-        let source = self.source(identifier).await?;
-        let Some(masters) = &self.masters else {
-            return work(source).await;
-        };
-        let name = identifier.decoded();
-        let fif = source.master_fif.clone();
-        match work(source).await {
-            Err(failure)
-                if failure.status == 404
-                    && fif.as_deref().is_some_and(|f| masters.is_missing(f)) =>
-            {
-                log::info!("master of {name:?} vanished while in use; fetching it again");
-                masters.refetch(name).await?;
-                work(self.source(identifier).await?).await
-            }
-            result => result,
-        }
-    }
-
-    async fn record(&self, key: &str, file: &ImageFile) -> Result<Arc<ImageRecord>, Failure> {
-        let (record, lookup) = self
-            .facts
-            .get(key, || async {
-                let fetched = self.iipsrv.info(file).await?;
-                Ok(ImageRecord {
-                    facts: fetched.info.facts(),
-                    info: fetched.info,
-                    last_modified: fetched.last_modified,
-                })
-            })
-            .await?;
-        let label = match lookup {
-            Lookup::Hit => "hit",
-            Lookup::Miss => "miss",
-        };
-        self.metrics.facts_lookups.with_label_values(&[label]).inc();
-        Ok(record)
-    }
-
     async fn info(
         &self,
         version: Version,
         identifier: &Identifier,
         base: &str,
         request: &Incoming<'_>,
-    ) -> Result<Reply, Failure> {
-        let source = self.source(identifier).await?;
+    ) -> Result<Reply, Error> {
+        self.sources
+            .with_source(identifier, |source| async move {
+                self.info_reply(version, identifier, base, request, &source)
+            })
+            .await
+    }
+
+    fn info_reply(
+        &self,
+        version: Version,
+        identifier: &Identifier,
+        base: &str,
+        request: &Incoming<'_>,
+        source: &ImageSource,
+    ) -> Result<Reply, Error> {
         let id = format!("{base}/{}", identifier.public_encoded());
         let document = match version {
             Version::V3 => iiif::info_v3(&source.record.info, &id, &self.info_options),
             Version::V2 => iiif::info_v2(&source.record.info, &id, &self.info_options),
         };
         let body = serde_json::to_vec_pretty(&document)
-            .map_err(|e| Failure::new(500, format!("info.json encoding failed: {e}")))?;
+            .map_err(|e| Error::Internal(format!("info.json encoding failed: {e}")))?;
         let validators = Validators {
             etag: body_etag(&body),
             last_modified: source.last_modified,
@@ -414,8 +364,8 @@ impl Gateway {
         image_request: &ImageRequest,
         base: &str,
         request: &Incoming<'_>,
-    ) -> Result<Reply, Failure> {
-        self.with_source(identifier, |source| async move {
+    ) -> Result<Reply, Error> {
+        self.sources.with_source(identifier, |source| async move {
             let plan = iiif::plan(
                 version,
                 image_request,
@@ -462,7 +412,7 @@ impl Gateway {
         source: &ImageSource,
         plan: &Plan,
         key: &DerivativeKey,
-    ) -> Result<Bytes, Failure> {
+    ) -> Result<Bytes, Error> {
         let render = || async {
             let jpeg = self
                 .backend_pixels(identifier, &source.file, plan, &source.record)
@@ -493,7 +443,7 @@ impl Gateway {
         file: &ImageFile,
         plan: &Plan,
         record: &ImageRecord,
-    ) -> Result<Bytes, Failure> {
+    ) -> Result<Bytes, Error> {
         // The estimated cost picks the admission lane the request waits in.
         let tile = crate::admission::tile_size(&record.info);
         let cost = crate::admission::Cost::of_image(plan, &record.facts, tile);
@@ -512,17 +462,14 @@ impl Gateway {
     }
 
     /// Runs the gateway-side steps (rotation, transcoding) on a blocking thread.
-    async fn render(&self, jpeg: Bytes, plan: &Plan) -> Result<Bytes, Failure> {
-        let spec = render_spec(plan, self.config.jpeg_quality);
+    async fn render(&self, jpeg: Bytes, plan: &Plan) -> Result<Bytes, Error> {
+        let spec = render_spec(plan, self.config.jpeg_quality)?;
         let format = plan.format.extension();
         let started = Instant::now();
         let rendered = tokio::task::spawn_blocking(move || render::render(&jpeg, &spec))
             .await
-            .map_err(|e| Failure::new(500, format!("render task failed: {e}")))?
-            .map_err(|e| {
-                log::error!("render failed: {e}");
-                Failure::new(500, "the image could not be converted")
-            })?;
+            .map_err(|e| Error::Internal(format!("render task failed: {e}")))?
+            .map_err(|e| Error::Render(e.to_string()))?;
         self.metrics
             .render_duration
             .with_label_values(&[format])
@@ -556,17 +503,6 @@ impl PurgeOutcome {
     }
 }
 
-/// An image's file for iipsrv, the version of its master and the facts of that version.
-struct ImageSource {
-    file: ImageFile,
-    /// The master's copy relative to the cache root (`None`: iipsrv reads its own files).
-    master_fif: Option<String>,
-    /// Changes whenever the master is replaced; part of every derivative's key and entity tag.
-    version: String,
-    last_modified: Option<SystemTime>,
-    record: Arc<ImageRecord>,
-}
-
 fn with_validators(reply: Reply, validators: &Validators) -> Reply {
     let reply = reply.header("ETag", validators.etag.clone());
     match validators.last_modified {
@@ -575,10 +511,29 @@ fn with_validators(reply: Reply, validators: &Validators) -> Reply {
     }
 }
 
+/// The renderer's encoder for an IIIF format; `None` for the formats the gateway cannot produce.
+/// The capabilities info.json lists are derived from this, so the two cannot disagree.
+fn output_format(format: Format) -> Option<render::OutputFormat> {
+    match format {
+        Format::Jpg => Some(render::OutputFormat::Jpeg),
+        Format::Png => Some(render::OutputFormat::Png),
+        Format::Gif => Some(render::OutputFormat::Gif),
+        Format::Webp => Some(render::OutputFormat::Webp),
+        Format::Tif => Some(render::OutputFormat::Tiff),
+        Format::Jp2 | Format::Pdf => None,
+    }
+}
+
 /// Translates the planner's post-processing steps into the renderer's terms.
-fn render_spec(plan: &Plan, jpeg_quality: u8) -> render::RenderSpec {
+///
+/// # Errors
+/// A plan for a format the renderer cannot encode (the planner refuses those: a bug).
+fn render_spec(plan: &Plan, jpeg_quality: u8) -> Result<render::RenderSpec, Error> {
     let rotation = plan.post.rotate;
-    render::RenderSpec {
+    let format = output_format(plan.post.encode).ok_or_else(|| {
+        Error::Internal(format!("no encoder for {}", plan.post.encode.extension()))
+    })?;
+    Ok(render::RenderSpec {
         mirror: rotation.is_some_and(|r| r.mirror),
         degrees: rotation.map_or(0.0, |r| r.degrees),
         tone: match plan.quality {
@@ -586,13 +541,7 @@ fn render_spec(plan: &Plan, jpeg_quality: u8) -> render::RenderSpec {
             Quality::Bitonal => render::Tone::Bitonal,
             Quality::Default | Quality::Color => render::Tone::AsIs,
         },
-        format: match plan.post.encode {
-            Format::Png => render::OutputFormat::Png,
-            Format::Gif => render::OutputFormat::Gif,
-            Format::Webp => render::OutputFormat::Webp,
-            Format::Tif => render::OutputFormat::Tiff,
-            _ => render::OutputFormat::Jpeg,
-        },
+        format,
         jpeg_quality,
-    }
+    })
 }

@@ -13,10 +13,10 @@ use std::time::Instant;
 use bytes::Bytes;
 use iiif::{BackendInfo, BackendRequest, Identifier};
 
-use crate::admission::{Cost, Lane, RejectReason};
+use crate::admission::{Cost, Lane};
+use crate::error::{Answer, Error, Iipsrv as Failed};
 use crate::fcgi::{BackendPool, BackendResponse, FcgiError};
 use crate::metrics::Metrics;
-use crate::reply::Failure;
 
 /// `REQUEST_URI` sent to iipsrv. It must be set (iipsrv refuses info.json without it) and must not
 /// start with a `URI_MAP` prefix such as `/iiif/`, or iipsrv would parse the path instead of the
@@ -99,9 +99,9 @@ impl Iipsrv {
     /// pixels, so it waits in the small lane.
     ///
     /// # Errors
-    /// 404 when iipsrv cannot open the identifier as an image, 503 when the pool is saturated,
-    /// other 5xx when iipsrv fails.
-    pub async fn info(&self, file: &ImageFile) -> Result<FetchedInfo, Failure> {
+    /// [`Failed::NoSuchImage`] when iipsrv cannot open the file as an image, the other
+    /// [`Failed`] variants when the pool is saturated or iipsrv fails.
+    pub async fn info(&self, file: &ImageFile) -> Result<FetchedInfo, Error> {
         let query = format!("IIIF={}/info.json", file.encoded);
         let lane = self.pool.admission().lane(&Cost::INFO);
         let response = self.execute("info", &query, lane).await?;
@@ -110,20 +110,17 @@ impl Iipsrv {
             // iipsrv answers 404 for a missing file and 400 for a file that is not a tiled image;
             // either way there is no image under this identifier.
             400 | 404 => {
-                self.outcome("not_found");
-                log::info!(
-                    "iipsrv has no image at {}: {}",
-                    file.encoded,
-                    excerpt(&response.body)
-                );
-                return Err(Failure::new(404, "no image with this identifier"));
+                return Err(self.failed(Failed::NoSuchImage {
+                    detail: format!("{}: {}", file.encoded, excerpt(&response.body)),
+                }))
             }
             status => return Err(self.unexpected(status, &query, &response)),
         }
         let info = iiif::parse_backend_info(&response.body).map_err(|e| {
-            self.outcome("invalid");
-            log::error!("unparseable info.json from iipsrv for {query}: {e}");
-            Failure::new(502, "the image server returned an invalid info.json")
+            self.failed(Failed::InvalidAnswer {
+                what: Answer::Info,
+                detail: format!("{query}: {e}"),
+            })
         })?;
         self.outcome("ok");
         Ok(FetchedInfo {
@@ -136,13 +133,14 @@ impl Iipsrv {
     /// its estimated `cost` (see [`Cost::of_image`]) puts it in.
     ///
     /// # Errors
-    /// 404 when the image vanished, 502/503/504 when iipsrv fails, is busy or is slow.
+    /// [`Failed::NoSuchImage`] when the file vanished, the other [`Failed`] variants when iipsrv
+    /// fails, is busy or is slow.
     pub async fn image(
         &self,
         file: &ImageFile,
         request: &BackendRequest,
         cost: Cost,
-    ) -> Result<FetchedImage, Failure> {
+    ) -> Result<FetchedImage, Error> {
         let query = iiif::backend_query(&file.encoded, request);
         let lane = self.pool.admission().lane(&cost);
         let response = self.execute("image", &query, lane).await?;
@@ -155,18 +153,13 @@ impl Iipsrv {
                 })
             }
             // iipsrv 1.1 sometimes answers 200 with raw pixels or a second CGI head instead of a JPEG.
-            200 => {
-                self.outcome("invalid");
-                log::error!("iipsrv returned 200 without a JPEG for {query}");
-                Err(Failure::new(
-                    502,
-                    "the image server returned an invalid image",
-                ))
-            }
-            404 => {
-                self.outcome("not_found");
-                Err(Failure::new(404, "no image with this identifier"))
-            }
+            200 => Err(self.failed(Failed::InvalidAnswer {
+                what: Answer::Image,
+                detail: format!("200 without a JPEG for {query}"),
+            })),
+            404 => Err(self.failed(Failed::NoSuchImage {
+                detail: format!("{}: {}", file.encoded, excerpt(&response.body)),
+            })),
             status => Err(self.unexpected(status, &query, &response)),
         }
     }
@@ -176,7 +169,7 @@ impl Iipsrv {
         kind: &str,
         query: &str,
         lane: Lane,
-    ) -> Result<BackendResponse, Failure> {
+    ) -> Result<BackendResponse, Error> {
         let params = cgi_params(query);
         let started = Instant::now();
         let result = self.pool.execute(&params, lane).await;
@@ -184,59 +177,21 @@ impl Iipsrv {
             .backend_duration
             .with_label_values(&[kind])
             .observe(started.elapsed().as_secs_f64());
-        result.map_err(|error| self.failure_of(error, query))
+        result.map_err(|error| self.failed(failed(error, query)))
     }
 
-    fn failure_of(&self, error: FcgiError, query: &str) -> Failure {
-        let (outcome, failure) = match &error {
-            FcgiError::Saturated(rejection) => (
-                "saturated",
-                Failure::unavailable(
-                    match rejection.reason {
-                        RejectReason::QueueFull => {
-                            "too many requests are waiting for the image server"
-                        }
-                        RejectReason::WaitEstimate | RejectReason::Deadline => {
-                            "the image server is too busy to answer in time"
-                        }
-                    },
-                    rejection.retry_after_seconds(),
-                ),
-            ),
-            FcgiError::NoHealthyBackend => (
-                "unavailable",
-                Failure::unavailable("no image server process is available", 5),
-            ),
-            FcgiError::Timeout(_) => (
-                "timeout",
-                Failure::new(504, "the image server took too long"),
-            ),
-            FcgiError::EndedWithoutResponse => (
-                "crashed",
-                Failure::new(502, "the image server failed on this request"),
-            ),
-            _ => (
-                "error",
-                Failure::new(502, "the image server could not be reached"),
-            ),
-        };
-        self.outcome(outcome);
-        if outcome == "saturated" {
-            // Expected under overload and counted per lane and reason; not worth a warning each.
-            log::debug!("refused {query}: {error}");
-        } else {
-            log::error!("iipsrv request {query} failed: {error}");
-        }
-        failure
+    /// Counts a failed exchange under its one metric label and hands the error on.
+    fn failed(&self, failed: Failed) -> Error {
+        let error = Error::from(failed);
+        self.outcome(error.response().label);
+        error
     }
 
-    fn unexpected(&self, status: u16, query: &str, response: &BackendResponse) -> Failure {
-        self.outcome("rejected");
-        log::error!(
-            "iipsrv answered {status} to {query}: {}",
-            excerpt(&response.body)
-        );
-        Failure::new(502, "the image server rejected the request")
+    fn unexpected(&self, status: u16, query: &str, response: &BackendResponse) -> Error {
+        self.failed(Failed::Rejected {
+            status,
+            detail: format!("{query}: {}", excerpt(&response.body)),
+        })
     }
 
     fn outcome(&self, outcome: &str) {
@@ -244,6 +199,23 @@ impl Iipsrv {
             .backend_requests
             .with_label_values(&[outcome])
             .inc();
+    }
+}
+
+/// What a failed FastCGI exchange means for the request.
+fn failed(error: FcgiError, query: &str) -> Failed {
+    let detail = format!("{query}: {error}");
+    match error {
+        FcgiError::Saturated(rejection) => Failed::Saturated(rejection),
+        FcgiError::NoHealthyBackend => Failed::NoProcess,
+        FcgiError::Timeout(_) => Failed::Timeout { detail },
+        FcgiError::EndedWithoutResponse => Failed::Crashed { detail },
+        FcgiError::Connect(_)
+        | FcgiError::Io(_)
+        | FcgiError::Protocol(_)
+        | FcgiError::BadHead(_)
+        | FcgiError::TooLarge(_)
+        | FcgiError::InvalidParams(_) => Failed::Unreachable { detail },
     }
 }
 
@@ -258,37 +230,42 @@ mod tests {
     use std::time::Duration;
 
     use super::*;
-    use crate::admission::{Lane, Rejection};
+    use crate::admission::{Lane, RejectReason, Rejection};
     use crate::fcgi::PoolConfig;
 
-    fn iipsrv() -> Iipsrv {
-        Iipsrv::new(
+    #[test]
+    fn a_refused_request_is_counted_as_saturated() {
+        let iipsrv = Iipsrv::new(
             BackendPool::new(PoolConfig::default()),
             Arc::new(Metrics::new()),
-        )
-    }
-
-    #[test]
-    fn a_refused_request_is_a_503_with_the_lanes_retry_hint() {
-        let iipsrv = iipsrv();
-        for (reason, retry_after, seconds) in [
-            (RejectReason::QueueFull, Duration::from_millis(2500), 3),
-            (RejectReason::WaitEstimate, Duration::from_secs(20), 20),
-            (RejectReason::Deadline, Duration::ZERO, 1),
+        );
+        for reason in [
+            RejectReason::QueueFull,
+            RejectReason::WaitEstimate,
+            RejectReason::Deadline,
         ] {
             let rejection = Rejection {
                 lane: Lane::Large,
                 reason,
-                retry_after,
+                retry_after: Duration::from_secs(2),
             };
-            let failure = iipsrv.failure_of(FcgiError::Saturated(rejection), "IIIF=x/info.json");
-            assert_eq!(failure.status, 503, "{reason:?}");
-            assert_eq!(failure.retry_after, Some(seconds), "{reason:?}");
+            let error = iipsrv.failed(failed(
+                FcgiError::Saturated(rejection),
+                "IIIF=x/info.json",
+            ));
+            assert_eq!(error, Error::Iipsrv(Failed::Saturated(rejection)));
         }
         let text = String::from_utf8(iipsrv.metrics.render()).unwrap();
         assert!(
             text.contains("iiif_gateway_backend_requests_total{outcome=\"saturated\"} 3"),
             "{text}"
         );
+    }
+
+    #[test]
+    fn a_crash_is_never_taken_for_a_missing_file() {
+        let error = Error::from(failed(FcgiError::EndedWithoutResponse, "IIIF=x"));
+        assert!(!error.is_missing_file());
+        assert_eq!(error.response().status, 502);
     }
 }

@@ -2,18 +2,19 @@
 //!
 //! Every v3 request needs the image's size before it can be translated, so the facts are on the
 //! path of every request. They are fetched from iipsrv once per identifier and time-to-live,
-//! however many requests for a new image arrive together (single flight: the first caller fetches,
-//! the others wait for its result). Failures are not kept, so the next request asks again.
+//! however many requests for a new image arrive together (single flight: the first caller
+//! fetches, the others wait for its result, failures included). Failures are not kept, so the
+//! next request asks again.
 
-use std::collections::HashMap;
 use std::future::Future;
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
+use coalesce::{Role, SingleFlight, TtlMap};
 use iiif::{BackendInfo, ImageFacts};
-use tokio::sync::OnceCell;
+use tokio::time::Instant;
 
-use crate::reply::Failure;
+use crate::error::Error;
 
 /// What the gateway knows about one image.
 #[derive(Debug)]
@@ -24,21 +25,14 @@ pub struct ImageRecord {
     pub last_modified: Option<String>,
 }
 
-type Slot = Arc<OnceCell<Arc<ImageRecord>>>;
-
-struct Entry {
-    slot: Slot,
-    created: Instant,
-}
-
 /// A bounded map from identifier to facts with a time-to-live.
 pub struct FactsCache {
-    entries: Mutex<HashMap<String, Entry>>,
+    known: Mutex<TtlMap<String, Arc<ImageRecord>>>,
+    fetches: SingleFlight<Result<Arc<ImageRecord>, Error>>,
     ttl: Duration,
-    capacity: usize,
 }
 
-/// Whether a lookup was answered from memory.
+/// Whether a lookup was answered without fetching (from memory, or by another request's fetch).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Lookup {
     Hit,
@@ -48,131 +42,68 @@ pub enum Lookup {
 impl FactsCache {
     pub fn new(ttl: Duration, capacity: usize) -> Self {
         FactsCache {
-            entries: Mutex::new(HashMap::new()),
+            known: Mutex::new(TtlMap::new(capacity)),
+            fetches: SingleFlight::new(),
             ttl,
-            capacity: capacity.max(1),
         }
     }
 
     /// The facts of `identifier`, from memory or from `fetch` (run at most once at a time per
-    /// identifier).
+    /// identifier; a caller that goes away hands the fetch over to one that waits).
     ///
     /// # Errors
-    /// The failure of `fetch`; it is not remembered.
+    /// The failure of `fetch`, shared by the requests that waited for it; it is not remembered.
     pub async fn get<F, Fut>(
         &self,
         identifier: &str,
         fetch: F,
-    ) -> Result<(Arc<ImageRecord>, Lookup), Failure>
+    ) -> Result<(Arc<ImageRecord>, Lookup), Error>
     where
         F: FnOnce() -> Fut,
-        Fut: Future<Output = Result<ImageRecord, Failure>>,
+        Fut: Future<Output = Result<ImageRecord, Error>>,
     {
-        let slot = self.slot(identifier);
-        if let Some(record) = slot.get() {
+        if let Some(record) = self.known().get_fresh(identifier, Instant::now()) {
             return Ok((record.clone(), Lookup::Hit));
         }
-        let mut fetched_here = false;
-        let result = slot
-            .get_or_try_init(|| {
-                fetched_here = true;
-                async { fetch().await.map(Arc::new) }
+        let (result, role) = self
+            .fetches
+            .run(identifier, || async {
+                let record = Arc::new(fetch().await?);
+                // Kept before the flight lands, so a request right after it finds the facts.
+                let now = Instant::now();
+                self.known()
+                    .insert(identifier.to_owned(), record.clone(), now + self.ttl, now);
+                Ok(record)
             })
             .await;
-        match result {
-            Ok(record) => Ok((
-                record.clone(),
-                if fetched_here {
-                    Lookup::Miss
-                } else {
-                    Lookup::Hit
-                },
-            )),
-            Err(failure) => {
-                self.forget_slot(identifier, &slot);
-                Err(failure)
-            }
-        }
-    }
-
-    /// Drops what is known about `identifier` (its master changed or was purged).
-    pub fn invalidate(&self, identifier: &str) {
-        self.entries
-            .lock()
-            .expect("facts cache lock")
-            .remove(identifier);
+        let lookup = match role {
+            Role::Leader => Lookup::Miss,
+            Role::Follower => Lookup::Hit,
+        };
+        result.map(|record| (record, lookup))
     }
 
     /// Drops the facts of every copy of `identifier`'s master (keys `identifier` and
     /// `identifier\0version`); returns how many entries went. Scans the map: for purges, not for
     /// the request path.
     pub fn invalidate_image(&self, identifier: &str) -> usize {
-        let mut entries = self.entries.lock().expect("facts cache lock");
-        let before = entries.len();
-        entries.retain(|key, _| {
+        self.known().retain(|key, _| {
             key.strip_prefix(identifier)
                 .is_none_or(|rest| !(rest.is_empty() || rest.starts_with('\0')))
-        });
-        before - entries.len()
+        })
     }
 
     /// Number of identifiers held.
     pub fn len(&self) -> usize {
-        self.entries.lock().expect("facts cache lock").len()
+        self.known().len()
     }
 
     pub fn is_empty(&self) -> bool {
         self.len() == 0
     }
 
-    fn slot(&self, identifier: &str) -> Slot {
-        let mut entries = self.entries.lock().expect("facts cache lock");
-        let now = Instant::now();
-        if let Some(entry) = entries.get(identifier) {
-            if now.duration_since(entry.created) < self.ttl {
-                return entry.slot.clone();
-            }
-        }
-        if entries.len() >= self.capacity {
-            Self::make_room(&mut entries, now, self.ttl, self.capacity);
-        }
-        let slot = Slot::default();
-        entries.insert(
-            identifier.to_owned(),
-            Entry {
-                slot: slot.clone(),
-                created: now,
-            },
-        );
-        slot
-    }
-
-    /// Removes expired entries, then the oldest half if that was not enough. Runs only when the
-    /// map is full, so its cost is spread over many insertions.
-    fn make_room(
-        entries: &mut HashMap<String, Entry>,
-        now: Instant,
-        ttl: Duration,
-        capacity: usize,
-    ) {
-        entries.retain(|_, entry| now.duration_since(entry.created) < ttl);
-        if entries.len() >= capacity {
-            let mut ages: Vec<Instant> = entries.values().map(|entry| entry.created).collect();
-            ages.sort_unstable();
-            let cutoff = ages[ages.len() / 2];
-            entries.retain(|_, entry| entry.created > cutoff);
-        }
-    }
-
-    /// Removes a failed slot, unless another request already replaced it.
-    fn forget_slot(&self, identifier: &str, slot: &Slot) {
-        let mut entries = self.entries.lock().expect("facts cache lock");
-        if entries
-            .get(identifier)
-            .is_some_and(|entry| Arc::ptr_eq(&entry.slot, slot))
-        {
-            entries.remove(identifier);
-        }
+    fn known(&self) -> std::sync::MutexGuard<'_, TtlMap<String, Arc<ImageRecord>>> {
+        self.known.lock().unwrap_or_else(|e| e.into_inner())
     }
 }
 
@@ -222,9 +153,9 @@ mod tests {
     async fn failures_are_not_remembered() {
         let cache = FactsCache::new(Duration::from_secs(60), 100);
         let failed = cache
-            .get("a", || async { Err(Failure::new(503, "down")) })
+            .get("a", || async { Err(Error::from(crate::error::Iipsrv::NoProcess)) })
             .await;
-        assert_eq!(failed.unwrap_err().status, 503);
+        assert_eq!(failed.unwrap_err().response().status, 503);
         let (record, lookup) = cache
             .get("a", || async { Ok(sample_record(10)) })
             .await
@@ -259,12 +190,37 @@ mod tests {
             .get("a", || async { Ok(sample_record(10)) })
             .await
             .unwrap();
-        cache.invalidate("a");
+        assert_eq!(cache.invalidate_image("a"), 1);
         let (record, _) = cache
             .get("a", || async { Ok(sample_record(30)) })
             .await
             .unwrap();
         assert_eq!(record.facts.width, 30);
+    }
+
+    #[tokio::test]
+    async fn concurrent_misses_share_a_failure() {
+        let cache = Arc::new(FactsCache::new(Duration::from_secs(60), 100));
+        let fetches = Arc::new(AtomicUsize::new(0));
+        let mut tasks = Vec::new();
+        for _ in 0..20 {
+            let (cache, fetches) = (cache.clone(), fetches.clone());
+            tasks.push(tokio::spawn(async move {
+                cache
+                    .get("a", || async {
+                        fetches.fetch_add(1, Ordering::SeqCst);
+                        tokio::time::sleep(Duration::from_millis(20)).await;
+                        Err(Error::from(crate::error::Iipsrv::NoProcess))
+                    })
+                    .await
+                    .is_err()
+            }));
+        }
+        for task in tasks {
+            assert!(task.await.unwrap());
+        }
+        assert_eq!(fetches.load(Ordering::SeqCst), 1);
+        assert!(cache.is_empty());
     }
 
     #[tokio::test]

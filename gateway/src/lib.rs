@@ -4,10 +4,12 @@
 //! - [`routes`]: which endpoint a path names (versioned, unversioned, unknown);
 //! - the pure IIIF core, crate [`iiif`]: parsing, planning, canonical forms, info.json;
 //! - [`app`]: the request logic, free of Pingora types; [`reply`] is its response value;
+//! - [`error`]: the request path's one error type, and the one place it becomes a status;
+//! - [`source`]: which file iipsrv reads for an identifier, and that image's facts;
 //! - [`masters`]: the access masters, fetched from S3 onto the cache mount by `lazyfetch`;
 //! - [`facts`]: image facts per identifier, in memory, fetched once;
 //! - [`conditional`] and [`derivatives`]: 304 revalidation and the on-disk derivative cache,
-//!   with [`single_flight`] so that identical concurrent misses render once;
+//!   with `coalesce::SingleFlight` so that identical concurrent misses render once;
 //! - [`backend`]: iipsrv as the gateway asks it, over the [`fcgi`] pool;
 //! - [`render`]: what iipsrv 1.1 cannot do (PNG, GIF, WebP, TIFF, arbitrary rotation);
 //! - [`public_url`]: the public origin of ids and links;
@@ -21,6 +23,7 @@ pub mod backend;
 pub mod conditional;
 pub mod config;
 pub mod derivatives;
+pub mod error;
 pub mod facts;
 pub mod fcgi;
 pub mod images_api;
@@ -32,4 +35,4 @@ pub mod render;
 pub mod reply;
 pub mod routes;
 pub mod service;
-pub mod single_flight;
+pub mod source;

@@ -1,5 +1,5 @@
 //! The gateway's side of the access-master cache (`lazyfetch`): started on first use, its
-//! errors turned into IIIF-style failures.
+//! errors translated into the request path's [`Error`].
 //!
 //! `LazyFetch` is built inside the serving runtime, not before the server starts: Pingora may
 //! fork into the background at start-up, and a runtime (or an S3 client bound to one) created
@@ -12,10 +12,7 @@ use prometheus::Registry;
 use tokio::sync::OnceCell;
 
 use crate::derivatives::files::Removed;
-use crate::reply::Failure;
-
-/// Retry-After for an access-master cache that failed to start (bad credentials file, …).
-const START_FAILURE_RETRY_AFTER_S: u32 = 30;
+use crate::error::{Error, Source};
 
 pub struct Masters {
     cache: CacheConfig,
@@ -37,40 +34,37 @@ impl Masters {
     /// The running cache, started by the first caller.
     ///
     /// # Errors
-    /// 503 while it cannot start; the next request tries again.
-    pub async fn lazyfetch(&self) -> Result<&Arc<LazyFetch>, Failure> {
+    /// [`Source::NotStarted`] while it cannot start; the next request tries again.
+    pub async fn lazyfetch(&self) -> Result<&Arc<LazyFetch>, Error> {
         self.started
             .get_or_try_init(|| async {
                 LazyFetch::new(&self.cache, &self.masters, &self.registry)
                     .await
-                    .map_err(|e| {
-                        log::error!("the access-master cache cannot start: {e}");
-                        Failure::unavailable(
-                            "image storage is unavailable",
-                            START_FAILURE_RETRY_AFTER_S,
-                        )
+                    .map_err(|e| Source::NotStarted {
+                        detail: e.to_string(),
                     })
             })
             .await
+            .map_err(Error::from)
     }
 
     /// The master of `identifier` on the cache mount, fetched from S3 if needed.
     ///
     /// # Errors
-    /// 404 when no rule maps the identifier or S3 has no such object; 503 + `Retry-After` when
-    /// S3 or the cache mount cannot deliver it now.
-    pub async fn ensure(&self, identifier: &str) -> Result<Master, Failure> {
+    /// [`Source::NotFound`] when no rule maps the identifier or S3 has no such object, the other
+    /// [`Source`] variants when S3 or the cache mount cannot deliver it now.
+    pub async fn ensure(&self, identifier: &str) -> Result<Master, Error> {
         let lazyfetch = self.lazyfetch().await?;
-        lazyfetch.ensure(identifier).await.map_err(failure)
+        lazyfetch.ensure(identifier).await.map_err(source_error)
     }
 
     /// Fetches `identifier` again after iipsrv found its file gone (pruned or purged mid-flight).
     ///
     /// # Errors
     /// As [`Masters::ensure`].
-    pub async fn refetch(&self, identifier: &str) -> Result<Master, Failure> {
+    pub async fn refetch(&self, identifier: &str) -> Result<Master, Error> {
         let lazyfetch = self.lazyfetch().await?;
-        lazyfetch.refetch(identifier).await.map_err(failure)
+        lazyfetch.refetch(identifier).await.map_err(source_error)
     }
 
     /// Removes the master copy of `identifier` and its sidecar (and whatever derivatives are
@@ -80,10 +74,7 @@ impl Masters {
     /// A file that exists but cannot be removed.
     pub async fn purge(&self, identifier: &str) -> std::io::Result<Removed> {
         // Through the running cache, so that it also forgets the copy it knew.
-        let lazyfetch = self
-            .lazyfetch()
-            .await
-            .map_err(|failure| std::io::Error::other(failure.message))?;
+        let lazyfetch = self.lazyfetch().await.map_err(std::io::Error::other)?;
         let report = lazyfetch.purge(identifier).await?;
         Ok(Removed {
             files: report.removed.len() as u64,
@@ -99,22 +90,18 @@ impl Masters {
     }
 }
 
-fn failure(error: FetchError) -> Failure {
-    match error {
-        FetchError::NoRule | FetchError::NotFound => {
-            Failure::new(404, "no image with this identifier")
-        }
+fn source_error(error: FetchError) -> Error {
+    Error::Source(match error {
+        FetchError::NoRule | FetchError::NotFound => Source::NotFound,
         FetchError::Unavailable {
             retry_after,
             reason,
-        } => {
-            log::warn!("access master unavailable: {reason}");
-            let seconds = u32::try_from(retry_after.as_secs().max(1)).unwrap_or(u32::MAX);
-            Failure::unavailable("image storage is unavailable, try again later", seconds)
-        }
-        FetchError::Io(reason) => {
-            log::error!("access-master cache I/O failure: {reason}");
-            Failure::unavailable("the image cannot be read right now", 10)
-        }
-    }
+        } => Source::Unavailable {
+            retry_after,
+            detail: reason,
+        },
+        FetchError::Io(reason) => Source::Io {
+            detail: reason,
+        },
+    })
 }

@@ -6,6 +6,8 @@
 
 use bytes::Bytes;
 
+use crate::error::Response;
+
 /// Methods the public IIIF listener answers.
 pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 
@@ -18,39 +20,6 @@ pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Bytes,
-}
-
-/// A failed request as the client will see it: an IIIF-style status with a short text body.
-#[derive(Debug, Clone, PartialEq)]
-pub struct Failure {
-    pub status: u16,
-    pub message: String,
-    /// Seconds for `Retry-After` on 503s.
-    pub retry_after: Option<u32>,
-}
-
-impl Failure {
-    pub fn new(status: u16, message: impl Into<String>) -> Self {
-        Failure {
-            status,
-            message: message.into(),
-            retry_after: None,
-        }
-    }
-
-    pub fn unavailable(message: impl Into<String>, retry_after: u32) -> Self {
-        Failure {
-            status: 503,
-            message: message.into(),
-            retry_after: Some(retry_after),
-        }
-    }
-}
-
-impl From<iiif::IiifError> for Failure {
-    fn from(error: iiif::IiifError) -> Self {
-        Failure::new(error.status, error.message)
-    }
 }
 
 impl Reply {
@@ -85,18 +54,19 @@ impl Reply {
             .header("Cache-Control", cache_control)
     }
 
-    /// The plain-text error response for a failure.
-    pub fn failure(failure: &Failure, cache_control: &str) -> Self {
+    /// The plain-text answer to a failed request ([`crate::error::Error::response`] decided
+    /// what it says).
+    pub fn failure(response: &Response, cache_control: &str) -> Self {
         let mut reply = Reply::with_body(
-            failure.status,
+            response.status,
             "text/plain; charset=utf-8",
-            format!("{}\n", failure.message),
+            format!("{}\n", response.message),
         )
         .header("Cache-Control", cache_control);
-        if let Some(seconds) = failure.retry_after {
+        if let Some(seconds) = response.retry_after {
             reply = reply.header("Retry-After", seconds.to_string());
         }
-        if failure.status == 405 {
+        if response.status == 405 {
             reply = reply.header("Allow", ALLOWED_METHODS);
         }
         reply
@@ -142,12 +112,13 @@ fn is_token_list(value: &str) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::error::{Error, Iipsrv};
 
     #[test]
     fn every_finished_reply_allows_any_origin() {
         for reply in [
             Reply::new(200),
-            Reply::failure(&Failure::new(400, "bad"), "no-store"),
+            Reply::failure(&Error::NoSuchEndpoint.response(), "no-store"),
             Reply::redirect(303, "http://x/info.json".into(), "max-age=1"),
             Reply::new(304),
         ] {
@@ -160,19 +131,19 @@ mod tests {
 
     #[test]
     fn failures_are_short_plain_text() {
-        let reply = Reply::failure(&Failure::unavailable("busy", 2), "no-store");
+        let reply = Reply::failure(&Error::from(Iipsrv::NoProcess).response(), "no-store");
         assert_eq!(reply.status, 503);
         assert_eq!(
             reply.header_value("Content-Type"),
             Some("text/plain; charset=utf-8")
         );
-        assert_eq!(reply.header_value("Retry-After"), Some("2"));
-        assert_eq!(&reply.body[..], b"busy\n");
+        assert_eq!(reply.header_value("Retry-After"), Some("5"));
+        assert_eq!(&reply.body[..], b"no image server process is available\n");
     }
 
     #[test]
     fn method_not_allowed_names_the_allowed_methods() {
-        let reply = Reply::failure(&Failure::new(405, "method not allowed"), "no-store");
+        let reply = Reply::failure(&Error::MethodNotAllowed.response(), "no-store");
         assert_eq!(reply.header_value("Allow"), Some(ALLOWED_METHODS));
     }
 

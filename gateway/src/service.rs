@@ -10,6 +10,7 @@ use async_trait::async_trait;
 use pingora::http::ResponseHeader;
 use pingora::prelude::*;
 use pingora::proxy::{FailToProxy, ProxyHttp, Session};
+use prometheus::IntGauge;
 
 use crate::app::{Gateway, Incoming};
 use crate::conditional::Preconditions;
@@ -66,8 +67,10 @@ impl ProxyHttp for PublicService {
         session: &mut Session,
         ctx: &mut RequestContext,
     ) -> Result<bool> {
-        self.gateway.metrics.in_flight.inc();
         let outcome = {
+            // Dropped when the request is answered, and also when its future is dropped (the
+            // client went away mid-request), so the gauge never drifts upwards.
+            let _in_flight = InFlight::enter(&self.gateway.metrics.in_flight);
             let header = session.req_header();
             let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
             let incoming = Incoming {
@@ -92,7 +95,6 @@ impl ProxyHttp for PublicService {
             };
             self.gateway.handle(&incoming).await
         };
-        self.gateway.metrics.in_flight.dec();
         ctx.version = outcome.version;
         ctx.kind = outcome.kind;
         ctx.status = outcome.reply.status;
@@ -155,6 +157,22 @@ impl ProxyHttp for PublicService {
     }
 }
 
+/// One request counted in the `in_flight` gauge for as long as it lives.
+struct InFlight<'a>(&'a IntGauge);
+
+impl<'a> InFlight<'a> {
+    fn enter(gauge: &'a IntGauge) -> Self {
+        gauge.inc();
+        InFlight(gauge)
+    }
+}
+
+impl Drop for InFlight<'_> {
+    fn drop(&mut self) {
+        self.0.dec();
+    }
+}
+
 /// Writes a complete reply. The length is always declared: a body without `Content-Length` or
 /// chunking would be close-delimited and hang keep-alive clients. A 304 has no body by
 /// definition and must not claim a length of 0 (that would describe the resource, RFC 9110
@@ -198,5 +216,27 @@ fn status_label(status: u16) -> &'static str {
         503 => "503",
         504 => "504",
         _ => "other",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn a_dropped_request_leaves_the_in_flight_gauge() {
+        let gauge = IntGauge::new("in_flight", "test").unwrap();
+        let request = async {
+            let _in_flight = InFlight::enter(&gauge);
+            std::future::pending::<()>().await;
+        };
+        // The client goes away after the request started.
+        let _ = tokio::time::timeout(std::time::Duration::from_millis(10), request).await;
+        assert_eq!(gauge.get(), 0);
+        {
+            let _in_flight = InFlight::enter(&gauge);
+            assert_eq!(gauge.get(), 1);
+        }
+        assert_eq!(gauge.get(), 0);
     }
 }

@@ -7,7 +7,8 @@
 //! touched through [`AccessStamps`].
 //!
 //! **Slow path** (missing, changed, or due for revalidation): a single flight per image in this
-//! process ([`crate::flight`]), then the Redis lock across nodes when configured
+//! process (`coalesce::SingleFlight::detached`: a client that hangs up does not cancel the
+//! download the others wait for), then the Redis lock across nodes when configured
 //! ([`crate::lock`]), then a second look at the disk (another flight or node may have done the
 //! work), then a download slot (semaphore), then one GET, conditional on the cached ETag when
 //! there is a cached copy. The body goes to a tmp file that is length-checked, fsynced and
@@ -31,13 +32,13 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
 use aws_sdk_s3::error::DisplayErrorContext;
+use coalesce::{Role, SingleFlight};
 use prometheus::Registry;
 use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use crate::config::{CacheConfig, ConfigErrors, ConfigProblem, MastersConfig, S3Config};
 use crate::error::{FetchError, StartupError};
-use crate::flight::Flights;
 use crate::layout::{CacheLayout, DERIVATIVES_DIR, MASTERS_DIR, TMP_DIR};
 use crate::lock::{Acquire, LockGuard, NodeLock};
 use crate::metrics::{fetch_outcome, revalidation_outcome, warm_outcome, Metrics};
@@ -89,7 +90,7 @@ struct Inner {
     /// The longest wait for the next piece of a body.
     stall_timeout: Duration,
     remembered: Mutex<HashMap<String, Remembered>>,
-    flights: Arc<Flights<Result<Master, FetchError>>>,
+    flights: Arc<SingleFlight<Result<Master, FetchError>>>,
     downloads: Semaphore,
     stamps: AccessStamps,
     lock: Option<NodeLock>,
@@ -216,7 +217,7 @@ impl LazyFetch {
                 retry_after,
                 stall_timeout: Duration::from_millis(masters.s3.first_byte_timeout_ms),
                 remembered: Mutex::new(HashMap::new()),
-                flights: Flights::new(),
+                flights: Arc::new(SingleFlight::new()),
                 downloads: Semaphore::new(masters.max_concurrent_downloads),
                 stamps: AccessStamps::new(Duration::from_secs(cache.touch_interval_s)),
                 lock,
@@ -424,7 +425,7 @@ impl Inner {
         let inner = Arc::clone(self);
         let identifier = identifier.to_owned();
         let flight_key = image_key.clone();
-        let boarding = self.flights.board(&flight_key, move || async move {
+        let boarding = self.flights.detached(&flight_key, move || async move {
             let limit = inner.download_timeout;
             let refresh = inner.refresh(&identifier, &image_key, &location);
             match tokio::time::timeout(limit, refresh).await {
@@ -434,7 +435,7 @@ impl Inner {
                 ))),
             }
         });
-        if boarding.joined {
+        if boarding.role() == Role::Follower {
             self.metrics.single_flight_waits.inc();
         }
         let answer = boarding.answer().await;

@@ -12,7 +12,7 @@
 //!   named by its key; [`size`]: `"500GiB"` and `"90%"`.
 //! - [`rules`]: identifier → bucket and key (ordered regexes, templates). Pure.
 //! - [`layout`]: identifier → paths under the cache root (SHA-256 fan-out). Pure.
-//! - [`LazyFetch`] (`fetch.rs`): the hot path, single flight (`flight.rs`), the cross-node Redis
+//! - [`LazyFetch`] (`fetch.rs`): the hot path, single flight (`coalesce`), the cross-node Redis
 //!   lock (`lock.rs`), the S3 client (`s3.rs`), outage memory (`outage.rs`), metrics.
 //! - [`sidecar`]: the JSON beside each master; [`stamps`]: throttled last-access stamps;
 //!   [`tmpfile`]: files that appear only by rename.
@@ -28,7 +28,6 @@
 pub mod config;
 mod error;
 mod fetch;
-mod flight;
 pub mod layout;
 mod lock;
 mod metrics;

@@ -11,7 +11,6 @@ use std::fmt;
 /// The status is one of:
 /// * 400 Bad Request: the URL is malformed, or asks for something IIIF forbids (a size over the limits, upscaling
 ///   without `^` in 3.0, an unsupported format or rotation);
-/// * 404 Not Found: reserved for callers that look identifiers up (the core itself never answers 404);
 /// * 501 Not Implemented: a valid 3.0 `^` request that needs upscaling on a deployment that disables it;
 /// * 502 Bad Gateway: iipsrv answered with an info.json the core cannot use.
 ///
@@ -30,14 +29,6 @@ impl IiifError {
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self {
             status: 400,
-            message: message.into(),
-        }
-    }
-
-    /// A 404 Not Found error.
-    pub fn not_found(message: impl Into<String>) -> Self {
-        Self {
-            status: 404,
             message: message.into(),
         }
     }
@@ -74,7 +65,6 @@ mod tests {
     #[test]
     fn constructors_set_the_status() {
         assert_eq!(IiifError::bad_request("x").status, 400);
-        assert_eq!(IiifError::not_found("x").status, 404);
         assert_eq!(IiifError::not_implemented("x").status, 501);
         assert_eq!(IiifError::bad_backend("x").status, 502);
     }

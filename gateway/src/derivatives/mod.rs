@@ -17,6 +17,7 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
+use coalesce::{Role, SingleFlight};
 use iiif::Plan;
 use lazyfetch::layout::CacheLayout;
 use lazyfetch::AccessStamps;
@@ -26,8 +27,7 @@ pub use key::{body_etag, DerivativeKey};
 use memory::MemoryTier;
 pub use metrics::DerivativeMetrics;
 
-use crate::reply::Failure;
-use crate::single_flight::{Role, SingleFlight};
+use crate::error::Error;
 
 /// Which derivatives are worth keeping.
 #[derive(Debug, Clone)]
@@ -43,7 +43,7 @@ pub struct DerivativePolicy {
 pub struct DerivativeCache {
     layout: CacheLayout,
     policy: DerivativePolicy,
-    renders: SingleFlight<Result<Bytes, Failure>>,
+    renders: SingleFlight<Result<Bytes, Error>>,
     /// The hottest derivatives, by path. A render goes in before its file is written, so a
     /// request right after a render never renders again.
     memory: Mutex<MemoryTier>,
@@ -62,7 +62,7 @@ impl DerivativeCache {
     ) -> Arc<Self> {
         Arc::new(DerivativeCache {
             layout,
-            renders: SingleFlight::default(),
+            renders: SingleFlight::new(),
             memory: Mutex::new(MemoryTier::new(policy.memory_bytes)),
             policy,
             stamps,
@@ -88,10 +88,10 @@ impl DerivativeCache {
         key: &DerivativeKey,
         cacheable: bool,
         render: F,
-    ) -> Result<Bytes, Failure>
+    ) -> Result<Bytes, Error>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Bytes, Failure>>,
+        Fut: std::future::Future<Output = Result<Bytes, Error>>,
     {
         let dir = self.layout.derivatives_dir(identifier);
         if cacheable {
