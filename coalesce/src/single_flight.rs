@@ -99,8 +99,7 @@ impl<T> SingleFlight<T> {
         };
         // Under the lock nobody can clone the flight, so two strong references mean the
         // map's and the caller's: nobody else is waiting.
-        if Arc::ptr_eq(current, flight) && (!only_if_unshared || Arc::strong_count(flight) <= 2)
-        {
+        if Arc::ptr_eq(current, flight) && (!only_if_unshared || Arc::strong_count(flight) <= 2) {
             in_flight.remove(key);
         }
     }

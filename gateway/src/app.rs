@@ -287,7 +287,10 @@ impl Gateway {
             redirect_lookup::Redirect::Gone => return Some(("gone", Err(Error::Gone))),
         };
         let location = format!("{base}/{}{tail}", redirect_lookup::encode_segment(target));
-        Some(("redirect", Ok(Reply::redirect(status, location, cache_control))))
+        Some((
+            "redirect",
+            Ok(Reply::redirect(status, location, cache_control)),
+        ))
     }
 
     /// `{origin}{prefix}/{version}`: what every public URI of one API version starts with.
@@ -365,43 +368,44 @@ impl Gateway {
         base: &str,
         request: &Incoming<'_>,
     ) -> Result<Reply, Error> {
-        self.sources.with_source(identifier, |source| async move {
-            let plan = iiif::plan(
-                version,
-                image_request,
-                &source.record.facts,
-                &self.info_options.limits,
-                &self.caps,
-            )?;
-            let key = DerivativeKey::new(
-                identifier.decoded(),
-                &source.version,
-                &plan,
-                self.config.jpeg_quality,
-            );
-            let validators = Validators {
-                etag: key.etag.clone(),
-                last_modified: source.last_modified,
-            };
-            let canonical = format!(
-                "<{base}/{}/{}>;rel=\"canonical\"",
-                identifier.public_encoded(),
-                iiif::canonical_path(version, &plan, &source.record.facts)
-            );
-            let reply = if request.preconditions.not_modified(&validators) {
-                Reply::new(304)
-            } else {
-                let body = self.pixels(identifier, &source, &plan, &key).await?;
-                Reply::with_body(200, plan.format.mime(), body)
-            };
-            Ok(with_validators(reply, &validators)
-                .header(
-                    "Link",
-                    format!("{}, {canonical}", iiif::profile_link_header(version)),
-                )
-                .header("Cache-Control", self.config.cache_control.image.clone()))
-        })
-        .await
+        self.sources
+            .with_source(identifier, |source| async move {
+                let plan = iiif::plan(
+                    version,
+                    image_request,
+                    &source.record.facts,
+                    &self.info_options.limits,
+                    &self.caps,
+                )?;
+                let key = DerivativeKey::new(
+                    identifier.decoded(),
+                    &source.version,
+                    &plan,
+                    self.config.jpeg_quality,
+                );
+                let validators = Validators {
+                    etag: key.etag.clone(),
+                    last_modified: source.last_modified,
+                };
+                let canonical = format!(
+                    "<{base}/{}/{}>;rel=\"canonical\"",
+                    identifier.public_encoded(),
+                    iiif::canonical_path(version, &plan, &source.record.facts)
+                );
+                let reply = if request.preconditions.not_modified(&validators) {
+                    Reply::new(304)
+                } else {
+                    let body = self.pixels(identifier, &source, &plan, &key).await?;
+                    Reply::with_body(200, plan.format.mime(), body)
+                };
+                Ok(with_validators(reply, &validators)
+                    .header(
+                        "Link",
+                        format!("{}, {canonical}", iiif::profile_link_header(version)),
+                    )
+                    .header("Cache-Control", self.config.cache_control.image.clone()))
+            })
+            .await
     }
 
     /// The plan's output: from the derivative cache, or rendered (and cached when its size class
@@ -545,3 +549,6 @@ fn render_spec(plan: &Plan, jpeg_quality: u8) -> Result<render::RenderSpec, Erro
         jpeg_quality,
     })
 }
+
+#[cfg(test)]
+mod tests;

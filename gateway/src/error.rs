@@ -100,7 +100,10 @@ pub enum Source {
     /// No mapping rule matches the identifier, or the store has no such object.
     NotFound,
     /// The store is down or slow; `retry_after` is its back-off period.
-    Unavailable { retry_after: Duration, detail: String },
+    Unavailable {
+        retry_after: Duration,
+        detail: String,
+    },
     /// The access-master cache could not start (credentials, endpoint).
     NotStarted { detail: String },
     /// Reading or writing the cache mount failed.
@@ -497,7 +500,12 @@ mod tests {
                 None,
                 NO_SUCH_IMAGE,
             ),
-            (Iipsrv::NoProcess.into(), 503, Some(5), "no image server process is available"),
+            (
+                Iipsrv::NoProcess.into(),
+                503,
+                Some(5),
+                "no image server process is available",
+            ),
             (
                 Source::Unavailable {
                     retry_after: Duration::from_secs(7),
@@ -512,7 +520,11 @@ mod tests {
         for (error, status, retry_after, message) in cases {
             let response = error.response();
             assert_eq!(
-                (response.status, response.retry_after, response.message.as_str()),
+                (
+                    response.status,
+                    response.retry_after,
+                    response.message.as_str()
+                ),
                 (status, retry_after, message),
                 "{error:?}"
             );

@@ -153,7 +153,9 @@ mod tests {
     async fn failures_are_not_remembered() {
         let cache = FactsCache::new(Duration::from_secs(60), 100);
         let failed = cache
-            .get("a", || async { Err(Error::from(crate::error::Iipsrv::NoProcess)) })
+            .get("a", || async {
+                Err(Error::from(crate::error::Iipsrv::NoProcess))
+            })
             .await;
         assert_eq!(failed.unwrap_err().response().status, 503);
         let (record, lookup) = cache

@@ -100,8 +100,6 @@ fn source_error(error: FetchError) -> Error {
             retry_after,
             detail: reason,
         },
-        FetchError::Io(reason) => Source::Io {
-            detail: reason,
-        },
+        FetchError::Io(reason) => Source::Io { detail: reason },
     })
 }

@@ -26,8 +26,6 @@
 
 use std::collections::HashMap;
 use std::io;
-use std::os::unix::fs::MetadataExt;
-use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -38,6 +36,8 @@ use tokio::io::AsyncWriteExt;
 use tokio::sync::Semaphore;
 
 use crate::config::{CacheConfig, ConfigErrors, ConfigProblem, MastersConfig, S3Config};
+pub use crate::copies::Master;
+use crate::copies::{place, read_disk, Known};
 use crate::error::{FetchError, StartupError};
 use crate::layout::{CacheLayout, DERIVATIVES_DIR, MASTERS_DIR, TMP_DIR};
 use crate::lock::{Acquire, LockGuard, NodeLock};
@@ -49,7 +49,6 @@ use crate::s3::{self, GetAnswer, GetFailure, ObjectBody};
 use crate::sidecar::Sidecar;
 use crate::stamps::AccessStamps;
 use crate::tmpfile::{write_atomically, TmpFile};
-use crate::units::masters_files;
 
 /// Identifiers remembered in memory; past this, an eighth of them is forgotten (they are read
 /// again from their sidecars when next used).
@@ -58,22 +57,6 @@ const REMEMBERED_CAPACITY: usize = 200_000;
 /// First and longest pause between looks at the disk while another node downloads.
 const LOCK_POLL_FIRST: Duration = Duration::from_millis(50);
 const LOCK_POLL_MAX: Duration = Duration::from_millis(500);
-
-/// A master ready for iipsrv.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct Master {
-    /// Path relative to the cache root, for iipsrv's `FIF` (its `FILESYSTEM_PREFIX` is the cache
-    /// root followed by `/`).
-    pub fif: String,
-    /// Stable for one copy of the master (S3 ETag and size); changes when it is replaced.
-    pub version: String,
-    /// S3's Last-Modified of this copy (also the file's mtime).
-    pub last_modified: SystemTime,
-    /// True when the master changed since this process last saw it: this call (or the download
-    /// it waited for, or another node) swapped in a new copy. The caller drops what it derived
-    /// from the old one (image facts); its derivatives directory is already gone.
-    pub replaced: bool,
-}
 
 /// The access-master cache. Cheap to share (`Arc`); all methods take `&self`.
 pub struct LazyFetch {
@@ -107,35 +90,6 @@ struct Remembered {
     /// The copy on disk, with the file identity it was checked against; `None` after the file
     /// was found missing or [`LazyFetch::refetch`] asked to forget it.
     copy: Option<Known>,
-}
-
-/// A copy of a master on disk with the sidecar that describes it.
-#[derive(Debug, Clone)]
-struct Known {
-    sidecar: Sidecar,
-    /// The copy's path relative to the cache root (named by the sidecar's version).
-    fif: String,
-    identity: Identity,
-}
-
-/// What a `stat` says about one file: if any of it changes, the file was replaced or rewritten.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Identity {
-    device: u64,
-    inode: u64,
-    size: u64,
-    mtime: Option<SystemTime>,
-}
-
-impl Identity {
-    fn of(metadata: &std::fs::Metadata) -> Self {
-        Identity {
-            device: metadata.dev(),
-            inode: metadata.ino(),
-            size: metadata.len(),
-            mtime: metadata.modified().ok(),
-        }
-    }
 }
 
 /// Whether the download waited for another node.
@@ -731,133 +685,6 @@ impl Inner {
             )));
         }
         Ok((tmp, written))
-    }
-}
-
-impl Known {
-    /// The copy as the caller sees it.
-    fn master(&self, replaced: bool) -> Master {
-        Master {
-            fif: self.fif.clone(),
-            version: self.sidecar.version(),
-            last_modified: self.sidecar.last_modified,
-            replaced,
-        }
-    }
-
-    /// True when this copy came from `location` (a changed rule makes it someone else's).
-    fn is_from(&self, location: &S3Location) -> bool {
-        self.sidecar.bucket == location.bucket && self.sidecar.key == location.key
-    }
-}
-
-/// The copy on disk that the sidecar names, if they belong together. Blocking.
-///
-/// A remembered copy whose file is unchanged is taken as it is (one `stat`); otherwise the
-/// sidecar says which copy is current. A copy the sidecar does not name is never returned, so
-/// a replacement half done (new copy placed, sidecar not yet rewritten) serves the old copy
-/// until the sidecar names the new one.
-fn read_disk(
-    layout: &CacheLayout,
-    identifier: &str,
-    image_key: &str,
-    remembered: Option<Known>,
-) -> io::Result<Option<Known>> {
-    if let Some(known) = remembered {
-        match metadata_if_exists(&layout.root().join(&known.fif))? {
-            Some(metadata) if Identity::of(&metadata) == known.identity => return Ok(Some(known)),
-            // Rewritten or gone (pruned, purged, replaced): the sidecar tells what is current.
-            _ => {}
-        }
-    }
-    let Some(sidecar) = Sidecar::read(&layout.sidecar_path_for_key(image_key))? else {
-        return Ok(None);
-    };
-    if sidecar.identifier != identifier {
-        return Ok(None);
-    }
-    let fif = layout.master_fif_for_key(image_key, &sidecar.version());
-    let Some(metadata) = metadata_if_exists(&layout.root().join(&fif))? else {
-        return Ok(None);
-    };
-    if !sidecar.describes(&metadata) {
-        return Ok(None);
-    }
-    Ok(Some(Known {
-        sidecar,
-        fif,
-        identity: Identity::of(&metadata),
-    }))
-}
-
-/// Puts a downloaded copy in place: renamed to its own name (mtime = S3's Last-Modified), then
-/// the sidecar replaced to name it, then every other copy of the image removed (the one the old
-/// sidecar named, one from before versioned names, leftovers), and the derivatives when this
-/// replaced a different version (whoever fetched that one, from whichever rule). Returns the
-/// new copy and whether it replaced another version. Blocking.
-fn place(
-    layout: &CacheLayout,
-    image_key: &str,
-    tmp: TmpFile,
-    sidecar: Sidecar,
-) -> io::Result<(Known, bool)> {
-    let fif = layout.master_fif_for_key(image_key, &sidecar.version());
-    let copy = layout.root().join(&fif);
-    let sidecar_path = layout.sidecar_path_for_key(image_key);
-    let replaced = Sidecar::read(&sidecar_path)?
-        .is_some_and(|previous| previous.version() != sidecar.version());
-    tmp.persist(&copy, Some(sidecar.last_modified))?;
-    write_atomically(
-        &layout.tmp_dir(),
-        image_key,
-        &sidecar_path,
-        &sidecar.to_json(),
-    )?;
-    let identity = Identity::of(&std::fs::metadata(&copy)?);
-    remove_other_copies(layout, image_key, &[&copy, &sidecar_path]);
-    if replaced {
-        match std::fs::remove_dir_all(layout.derivatives_dir_for_key(image_key)) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => log::warn!("removing the derivatives of a replaced master: {error}"),
-        }
-    }
-    let known = Known {
-        sidecar,
-        fif,
-        identity,
-    };
-    Ok((known, replaced))
-}
-
-/// Removes the image's files under `masters/` other than `keep`. Failures are logged, not
-/// returned: the new copy is in place, and prune removes what is left over.
-fn remove_other_copies(layout: &CacheLayout, image_key: &str, keep: &[&Path]) {
-    let files = match masters_files(layout, image_key) {
-        Ok(files) => files,
-        Err(error) => {
-            log::warn!("listing the old copies of {image_key}: {error}");
-            return;
-        }
-    };
-    for (path, _) in files {
-        if keep.contains(&path.as_path()) {
-            continue;
-        }
-        match std::fs::remove_file(&path) {
-            Ok(()) => {}
-            Err(error) if error.kind() == io::ErrorKind::NotFound => {}
-            Err(error) => log::warn!("removing the old copy {}: {error}", path.display()),
-        }
-    }
-}
-
-/// `metadata`, `None` when the path does not exist.
-fn metadata_if_exists(path: &Path) -> io::Result<Option<std::fs::Metadata>> {
-    match std::fs::metadata(path) {
-        Ok(metadata) => Ok(Some(metadata)),
-        Err(error) if error.kind() == io::ErrorKind::NotFound => Ok(None),
-        Err(error) => Err(error),
     }
 }
 

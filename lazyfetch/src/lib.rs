@@ -26,6 +26,7 @@
 #![deny(missing_docs)]
 
 pub mod config;
+mod copies;
 mod error;
 mod fetch;
 pub mod layout;
