@@ -171,12 +171,7 @@ impl Iipsrv {
         }
     }
 
-    async fn execute(
-        &self,
-        kind: &str,
-        query: &str,
-        lane: Lane,
-    ) -> Result<BackendResponse, Error> {
+    async fn execute(&self, kind: &str, query: &str, lane: Lane) -> Result<BackendResponse, Error> {
         let params = cgi_params(query);
         let started = Instant::now();
         let result = self.pool.execute(&params, lane).await;
@@ -257,10 +252,7 @@ mod tests {
                 reason,
                 retry_after: Duration::from_secs(2),
             };
-            let error = iipsrv.failed(failed(
-                FcgiError::Saturated(rejection),
-                "IIIF=x/info.json",
-            ));
+            let error = iipsrv.failed(failed(FcgiError::Saturated(rejection), "IIIF=x/info.json"));
             assert_eq!(error, Error::Iipsrv(Failed::Saturated(rejection)));
         }
         let text = String::from_utf8(iipsrv.metrics.render()).unwrap();

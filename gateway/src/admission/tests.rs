@@ -99,7 +99,13 @@ fn every_problem_is_named() {
 
 #[test]
 fn one_process_may_be_all_large_slots() {
-    assert_eq!(resolve("large_max_slots: 1", 1).unwrap().lanes.large_max_slots, 1);
+    assert_eq!(
+        resolve("large_max_slots: 1", 1)
+            .unwrap()
+            .lanes
+            .large_max_slots,
+        1
+    );
 }
 
 #[test]

@@ -77,7 +77,9 @@ impl HealthChecks {
                 ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
                 loop {
                     ticker.tick().await;
-                    let Some(checks) = checks.upgrade() else { return };
+                    let Some(checks) = checks.upgrade() else {
+                        return;
+                    };
                     for process in &checks.processes {
                         process.close_idle_after(keepalive_idle);
                     }
@@ -91,7 +93,9 @@ impl HealthChecks {
             ticker.set_missed_tick_behavior(MissedTickBehavior::Delay);
             loop {
                 ticker.tick().await;
-                let Some(checks) = checks.upgrade() else { return };
+                let Some(checks) = checks.upgrade() else {
+                    return;
+                };
                 // Probe the processes in parallel: one slow probe must not delay the others.
                 let mut running = JoinSet::new();
                 for index in 0..checks.processes.len() {
@@ -130,9 +134,7 @@ impl HealthChecks {
         };
         match process.probe(&self.request, &limits).await {
             Ok(_) => self.scheduler.probe_answered(index),
-            Err(error) => self
-                .scheduler
-                .probe_failed(index, &error, settings.timeout),
+            Err(error) => self.scheduler.probe_failed(index, &error, settings.timeout),
         }
         drop(claim);
     }

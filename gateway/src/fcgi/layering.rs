@@ -16,7 +16,9 @@ const LAYERS: [(&str, &str); 8] = [
 
 /// The code of a layer: without its unit tests (a trailing `mod tests`) and comment lines.
 fn code(source: &str) -> String {
-    let end = source.find("#[cfg(test)]\nmod tests").unwrap_or(source.len());
+    let end = source
+        .find("#[cfg(test)]\nmod tests")
+        .unwrap_or(source.len());
     source[..end]
         .lines()
         .filter(|line| !line.trim_start().starts_with("//"))
@@ -63,7 +65,10 @@ fn no_layer_knows_the_cost_model_or_iiif() {
             );
         }
         assert!(!code.contains("iiif::"), "fcgi::{layer} uses the IIIF core");
-        assert!(!code.contains("crate::fcgi"), "fcgi::{layer} names fcgi by its path");
+        assert!(
+            !code.contains("crate::fcgi"),
+            "fcgi::{layer} names fcgi by its path"
+        );
     }
 }
 
@@ -73,5 +78,8 @@ fn the_checks_see_imports() {
         siblings("use super::client::{self, Limits};\nuse super::error::FcgiError;"),
         ["client", "error"]
     );
-    assert_eq!(code("use a;\n// use super::pool;\n#[cfg(test)]\nmod tests {}"), "use a;");
+    assert_eq!(
+        code("use a;\n// use super::pool;\n#[cfg(test)]\nmod tests {}"),
+        "use a;"
+    );
 }

@@ -31,14 +31,14 @@
 //! This module knows nothing about IIIF: it carries parameters and answers. The parameters
 //! iipsrv is sent are decided in one place, `crate::backend::cgi_params`.
 
-mod error;
-mod record;
 mod cgi;
 mod client;
-mod process;
-mod scheduler;
+mod error;
 mod health;
 mod pool;
+mod process;
+mod record;
+mod scheduler;
 
 #[cfg(test)]
 pub(crate) mod test_support;

@@ -147,10 +147,6 @@ impl Scheduler {
         }
     }
 
-    pub(super) fn config(&self) -> &AdmissionConfig {
-        &self.config
-    }
-
     /// Reports lane state to these metrics from now on (the first call wins).
     pub(super) fn attach_metrics(&self, metrics: &AdmissionMetrics) {
         let per_lane = |lane: Lane| lane.label();
