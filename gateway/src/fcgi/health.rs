@@ -2,9 +2,9 @@
 //! closing of connections idle for too long.
 //!
 //! A TCP connect proves nothing: the kernel completes the handshake into the listen backlog even
-//! when iipsrv is stopped or stuck (measured: `docs/pingora-notes.md` §1.6). So the probe is a complete
-//! request, answered by iipsrv itself. What a probe's result does to the rotation is the
-//! scheduler's to decide ([`Scheduler::probe_answered`], [`Scheduler::probe_failed`]).
+//! when iipsrv is stopped or stuck (measured: `docs/pingora-notes.md` §1.6). So the probe is a
+//! complete request, answered by iipsrv itself. What a probe's result does to the rotation is
+//! the scheduler's to decide ([`Scheduler::probe_answered`], [`Scheduler::probe_failed`]).
 
 use std::sync::Arc;
 use std::time::Duration;
