@@ -15,404 +15,36 @@
 //! `Retry-After` instead of after a long wait; one that does wait past its deadline is refused
 //! then.
 //!
-//! **Invariant:** this module is pure: no clock, no I/O, no locks. The pool's scheduler
-//! (`fcgi::scheduler`) holds the queues and asks the functions here, passing the times it
-//! measured, so every rule can be tested exhaustively.
+//! # Layout (bottom-up: `policy`, then `cost`, which names `policy::Lane`, then this module)
+//!
+//! - [`policy`]: the lanes, their queue bounds and waits, who goes next and why a request is
+//!   refused ([`Rejection`]). It knows nothing about IIIF; it is the only part the FastCGI pool
+//!   (`fcgi`) uses.
+//! - [`cost`]: what a request costs, from its IIIF plan, and the thresholds that put it in a
+//!   lane. `fcgi` never imports it: the gateway (`backend.rs`) passes the pool only the lane.
+//! - here: the `gateway.admission` section as written ([`RawAdmission`]), resolved into both.
+//!
+//! **Invariant:** all of it is pure: no clock, no I/O, no locks. The pool's scheduler
+//! (`fcgi::scheduler`) holds the queues and asks [`policy`], passing the times it measured, so
+//! every rule can be tested exhaustively.
 
-use std::fmt;
 use std::time::Duration;
 
-use iiif::{BackendInfo, ImageFacts, Plan};
 use serde::Deserialize;
 
-/// The tile size assumed when iipsrv's info.json lists none (iipsrv's and vips' default).
-pub const DEFAULT_TILE: (u32, u32) = (256, 256);
+pub mod cost;
+pub mod policy;
 
-/// Weight of the newest service time in a lane's moving average: about the last twenty
-/// requests count. The small lane mixes 2-ms tiles with 50-ms 1024-px renders, so a shorter
-/// memory makes its estimate jump with every render; a longer one would follow a change of mix
-/// too slowly in the large lane, which serves a few requests per second.
-const SERVICE_TIME_WEIGHT: f64 = 0.1;
+pub use cost::{tile_size, Cost, CostThresholds, DEFAULT_TILE};
+pub use policy::{AdmissionConfig, Lane, LaneLimits, RawLane, RejectReason, Rejection};
 
-/// Bounds of the `Retry-After` a refusal suggests, in seconds.
-const RETRY_AFTER_RANGE: (u32, u32) = (1, 60);
-
-// === cost ===
-
-/// What a request costs iipsrv, estimated before it runs.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct Cost {
-    /// Pixels iipsrv decodes: every stored tile of the pyramid level it reads that the region
-    /// touches (iipsrv decodes whole tiles).
-    pub decoded_pixels: u64,
-    /// Pixels of the image iipsrv resamples into and encodes.
-    pub output_pixels: u64,
-}
-
-impl Cost {
-    /// An info.json request: iipsrv opens the file and reads its header, no pixels.
-    pub const INFO: Cost = Cost {
-        decoded_pixels: 0,
-        output_pixels: 0,
-    };
-
-    /// The cost of a planned image request: the tiles of the level iipsrv reads
-    /// ([`iiif::backend_level`]) under the backend region, and the output size.
-    ///
-    /// `tile` is the stored tile size (see [`tile_size`]); a zero side counts as one pixel.
-    pub fn of_image(plan: &Plan, facts: &ImageFacts, tile: (u32, u32)) -> Cost {
-        let region = plan
-            .backend
-            .region
-            .unwrap_or_else(|| iiif::PixelRect::whole(facts.width, facts.height));
-        let output = plan.backend.size;
-        let k = iiif::backend_level(facts, &region, output);
-        let tiles_across = tiles_spanned(facts.width, region.x, region.w, k, tile.0);
-        let tiles_down = tiles_spanned(facts.height, region.y, region.h, k, tile.1);
-        let tile_area = u64::from(tile.0.max(1)) * u64::from(tile.1.max(1));
-        Cost {
-            decoded_pixels: tiles_across
-                .saturating_mul(tiles_down)
-                .saturating_mul(tile_area),
-            output_pixels: u64::from(output.0) * u64::from(output.1),
-        }
-    }
-}
-
-/// The stored tile size of an image, from iipsrv's info.json; [`DEFAULT_TILE`] when it lists
-/// none.
-pub fn tile_size(info: &BackendInfo) -> (u32, u32) {
-    info.tiles
-        .first()
-        .map_or(DEFAULT_TILE, |t| (t.width, t.height.unwrap_or(t.width)))
-}
-
-/// How many tiles of level `k` (the full-resolution axis `dim` shifted right by `k`, as vips
-/// halves its pyramids) the full-resolution span `start..start + len` touches.
-fn tiles_spanned(dim: u32, start: u32, len: u32, k: u32, tile: u32) -> u64 {
-    let scale = 1u64 << k.min(32);
-    let level_dim = (u64::from(dim) >> k.min(32)).max(1);
-    let tile = u64::from(tile.max(1));
-    let first = (u64::from(start) / scale).min(level_dim - 1);
-    let end = (u64::from(start) + u64::from(len))
-        .div_ceil(scale)
-        .clamp(first + 1, level_dim);
-    end.div_ceil(tile) - first / tile
-}
-
-// === lanes ===
-
-/// The queue a request waits in.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum Lane {
-    /// Tiles, thumbnails, info.json, moderate renders: served first.
-    Small,
-    /// Big renders: at most `large_max_slots` processes at once.
-    Large,
-}
-
-impl Lane {
-    /// Both lanes, in priority order.
-    pub const ALL: [Lane; 2] = [Lane::Small, Lane::Large];
-
-    /// The lane's name in metrics and logs.
-    pub fn label(self) -> &'static str {
-        match self {
-            Lane::Small => "small",
-            Lane::Large => "large",
-        }
-    }
-
-    /// Position in per-lane arrays such as [`LaneView::queued`].
-    pub fn index(self) -> usize {
-        match self {
-            Lane::Small => 0,
-            Lane::Large => 1,
-        }
-    }
-}
-
-impl fmt::Display for Lane {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.label())
-    }
-}
-
-/// How long one lane may make requests wait.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct LaneLimits {
-    /// Requests waiting in the lane at most; one more is refused at once.
-    pub max_queue: usize,
-    /// The longest wait for a process. A request whose estimated wait is longer is refused at
-    /// once; one still waiting at this deadline is refused then.
-    pub max_wait: Duration,
-}
-
-/// The resolved `gateway.admission` section.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdmissionConfig {
-    /// A request decoding more pixels than this is large.
-    pub large_decoded_pixels: u64,
-    /// A request writing more pixels than this is large.
-    pub large_output_pixels: u64,
-    /// Processes large requests may hold at once (further limited while processes are down;
-    /// see [`large_slot_limit`]).
-    pub large_max_slots: usize,
-    /// A large request that has waited this long goes before small ones (within its slots), so
-    /// a steady stream of small requests cannot starve it.
-    pub large_first_after: Duration,
-    pub small: LaneLimits,
-    pub large: LaneLimits,
-}
-
-impl AdmissionConfig {
-    /// The defaults for a pool of `processes` iipsrv processes whose requests wait at most
-    /// `queue_timeout` (see [`RawAdmission`] for each value).
-    pub fn defaults(processes: usize, queue_timeout: Duration) -> AdmissionConfig {
-        RawAdmission::default()
-            .resolve(processes, queue_timeout)
-            .expect("the defaults are valid for any pool")
-    }
-
-    /// The lane of a request of this cost.
-    pub fn lane(&self, cost: &Cost) -> Lane {
-        if cost.decoded_pixels > self.large_decoded_pixels
-            || cost.output_pixels > self.large_output_pixels
-        {
-            Lane::Large
-        } else {
-            Lane::Small
-        }
-    }
-
-    /// The limits of one lane.
-    pub fn limits(&self, lane: Lane) -> &LaneLimits {
-        match lane {
-            Lane::Small => &self.small,
-            Lane::Large => &self.large,
-        }
-    }
-}
-
-// === policy ===
-
-/// The pool as the policy sees it at one moment.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
-pub struct LaneView {
-    /// Requests waiting, per lane ([`Lane::index`]).
-    pub queued: [usize; 2],
-    /// Requests holding a process, per lane.
-    pub in_service: [usize; 2],
-    /// Processes in rotation.
-    pub healthy: usize,
-    /// Recent time a request of each lane held its process; `None` before the first one.
-    pub service_time: [Option<Duration>; 2],
-}
-
-/// How many processes large requests may hold now: the configured number, but never every
-/// healthy process when two or more are healthy (so a dead process shrinks the large lane
-/// before it shrinks the small one), and at least one (with a single healthy process, large
-/// requests share it with small ones, which still go first).
-pub fn large_slot_limit(configured: usize, healthy: usize) -> usize {
-    configured.min(healthy.saturating_sub(1)).max(1)
-}
-
-/// Which lane gets the next free process, if any: a large request that has waited at least
-/// `large_first_after` (anti-starvation), else the oldest small request, else a large one;
-/// large ones only while the lane is below its slot limit.
-///
-/// `oldest_large_wait` is how long the first large request in line has waited.
-pub fn next_lane(
-    config: &AdmissionConfig,
-    view: &LaneView,
-    oldest_large_wait: Option<Duration>,
-) -> Option<Lane> {
-    let large_may_start = view.queued[Lane::Large.index()] > 0
-        && view.in_service[Lane::Large.index()]
-            < large_slot_limit(config.large_max_slots, view.healthy);
-    let large_starving = oldest_large_wait.is_some_and(|wait| wait >= config.large_first_after);
-    if large_may_start && large_starving {
-        Some(Lane::Large)
-    } else if view.queued[Lane::Small.index()] > 0 {
-        Some(Lane::Small)
-    } else if large_may_start {
-        Some(Lane::Large)
-    } else {
-        None
-    }
-}
-
-/// How long a request joining `lane` behind `ahead` others of the same lane will wait for a
-/// process, from the lane's recent service time; `None` before any request of the lane has
-/// finished (then only the deadline applies).
-///
-/// The lane drains at one request per service time per process serving it: every healthy
-/// process not held by a large request for the small lane, the slot limit for the large lane.
-/// Small requests waiting go first, so they delay a large one too. The estimate counts the
-/// request's own turn as a full service time, erring towards refusing a little early rather
-/// than answering late.
-pub fn estimated_wait(
-    config: &AdmissionConfig,
-    lane: Lane,
-    ahead: usize,
-    view: &LaneView,
-) -> Option<Duration> {
-    let service = view.service_time[lane.index()]?;
-    let turns = ahead as f64 + 1.0;
-    let seconds = match lane {
-        Lane::Small => {
-            let free_of_large = view
-                .healthy
-                .saturating_sub(view.in_service[Lane::Large.index()]);
-            let own = turns * service.as_secs_f64() / free_of_large.max(1) as f64;
-            // With every healthy process rendering something large, the first small request
-            // also waits for one of those to finish.
-            let behind_large = if free_of_large == 0 {
-                view.service_time[Lane::Large.index()].map_or(0.0, |t| t.as_secs_f64())
-            } else {
-                0.0
-            };
-            own + behind_large
-        }
-        Lane::Large => {
-            let slots = large_slot_limit(config.large_max_slots, view.healthy) as f64;
-            let small_first = view.service_time[Lane::Small.index()].map_or(0.0, |t| {
-                view.queued[Lane::Small.index()] as f64 * t.as_secs_f64()
-                    / view.healthy.max(1) as f64
-            });
-            turns * service.as_secs_f64() / slots + small_first
-        }
-    };
-    Some(duration_from_secs(seconds))
-}
-
-/// Why a request was refused without being served.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-pub enum RejectReason {
-    /// The lane's queue already held `max_queue` requests.
-    QueueFull,
-    /// The estimated wait exceeded the lane's `max_wait`.
-    WaitEstimate,
-    /// The request waited until its deadline without getting a process.
-    Deadline,
-}
-
-impl RejectReason {
-    /// Every reason, for metrics.
-    pub const ALL: [RejectReason; 3] = [
-        RejectReason::QueueFull,
-        RejectReason::WaitEstimate,
-        RejectReason::Deadline,
-    ];
-
-    /// The reason's name in metrics.
-    pub fn label(self) -> &'static str {
-        match self {
-            RejectReason::QueueFull => "queue_full",
-            RejectReason::WaitEstimate => "wait_estimate",
-            RejectReason::Deadline => "deadline",
-        }
-    }
-}
-
-/// A refused request: which lane, why, and when to try again.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Rejection {
-    pub lane: Lane,
-    pub reason: RejectReason,
-    /// The estimated time for the lane's queue to drain, for `Retry-After`.
-    pub retry_after: Duration,
-}
-
-impl Rejection {
-    /// `Retry-After` in whole seconds, rounded up, between 1 and 60.
-    pub fn retry_after_seconds(&self) -> u32 {
-        let seconds = self.retry_after.as_secs_f64().ceil();
-        let (low, high) = RETRY_AFTER_RANGE;
-        if seconds >= f64::from(high) {
-            high
-        } else {
-            (seconds as u32).max(low)
-        }
-    }
-}
-
-impl fmt::Display for Rejection {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        let lane = self.lane;
-        match self.reason {
-            RejectReason::QueueFull => write!(f, "the {lane} lane's queue is full"),
-            RejectReason::WaitEstimate => {
-                write!(f, "the {lane} lane's estimated wait exceeds its limit")
-            }
-            RejectReason::Deadline => {
-                write!(f, "no process became free for the {lane} lane in time")
-            }
-        }
-    }
-}
-
-/// Whether a request that cannot start at once may join `lane` behind `ahead` others.
-///
-/// # Errors
-/// A [`Rejection`] when the queue is full or the estimated wait exceeds the lane's limit.
-pub fn admit(
-    config: &AdmissionConfig,
-    lane: Lane,
-    ahead: usize,
-    view: &LaneView,
-) -> Result<(), Rejection> {
-    let limits = config.limits(lane);
-    let reject = |reason| Rejection {
-        lane,
-        reason,
-        retry_after: drain_time(config, lane, view),
-    };
-    if ahead >= limits.max_queue {
-        return Err(reject(RejectReason::QueueFull));
-    }
-    match estimated_wait(config, lane, ahead, view) {
-        Some(wait) if wait > limits.max_wait => Err(reject(RejectReason::WaitEstimate)),
-        _ => Ok(()),
-    }
-}
-
-/// A request that waited until its deadline: refused, with a retry hint.
-pub fn deadline_passed(config: &AdmissionConfig, lane: Lane, view: &LaneView) -> Rejection {
-    Rejection {
-        lane,
-        reason: RejectReason::Deadline,
-        retry_after: drain_time(config, lane, view),
-    }
-}
-
-/// How long until everything now queued in `lane` has been served (the `Retry-After` hint);
-/// the lane's longest wait when there is no estimate yet.
-fn drain_time(config: &AdmissionConfig, lane: Lane, view: &LaneView) -> Duration {
-    let queued = view.queued[lane.index()];
-    estimated_wait(config, lane, queued.saturating_sub(1), view)
-        .unwrap_or(config.limits(lane).max_wait)
-}
-
-/// The moving average of a lane's service time after one more request took `sample`.
-pub fn updated_service_time(previous: Option<Duration>, sample: Duration) -> Duration {
-    match previous {
-        None => sample,
-        Some(average) => duration_from_secs(
-            average.as_secs_f64() * (1.0 - SERVICE_TIME_WEIGHT)
-                + sample.as_secs_f64() * SERVICE_TIME_WEIGHT,
-        ),
-    }
-}
-
-/// Seconds as a duration, saturating instead of panicking on huge or non-finite values.
-fn duration_from_secs(seconds: f64) -> Duration {
-    Duration::try_from_secs_f64(seconds.max(0.0)).unwrap_or(Duration::MAX)
-}
-
-// === configuration ===
+use policy::RawLanes;
 
 /// `gateway.admission` as written in the file; every key is optional.
+///
+/// One flat section in YAML, resolved into two parts: the cost thresholds ([`CostThresholds`])
+/// and the lanes ([`AdmissionConfig`]). (The two halves cannot be separate serde structs
+/// flattened into this one: `flatten` does not work with `deny_unknown_fields`.)
 #[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmission {
@@ -436,29 +68,13 @@ pub struct RawAdmission {
     pub large: RawLane,
 }
 
-/// `gateway.admission.small` or `.large`.
-#[derive(Debug, Default, Deserialize)]
-#[serde(deny_unknown_fields)]
-pub struct RawLane {
-    /// Requests waiting in the lane at most. Defaults: small 1000, large 100.
-    #[serde(default)]
-    pub max_queue: Option<usize>,
-    /// The longest wait for a process, at most `backend.queue_timeout_ms`. Defaults: small
-    /// 750 (or the queue timeout if shorter), large the queue timeout.
-    #[serde(default)]
-    pub max_wait_ms: Option<u64>,
-}
-
-mod defaults {
-    pub(super) const LARGE_DECODED_PIXELS: u64 = 2048 * 2048;
-    pub(super) const LARGE_OUTPUT_PIXELS: u64 = 1024 * 1024;
-    pub(super) const LARGE_FIRST_AFTER_MS: u64 = 2000;
-    pub(super) const SMALL_MAX_QUEUE: usize = 1000;
-    pub(super) const LARGE_MAX_QUEUE: usize = 100;
-    /// Measured (docs/operations.md): at 1,000 closed-loop connections the successful small
-    /// requests wait close to this, so it bounds their p99; at 100 connections a shorter wait
-    /// refused some of the first burst.
-    pub(super) const SMALL_MAX_WAIT_MS: u64 = 750;
+/// The resolved `gateway.admission` section.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Admission {
+    /// Which lane a request's cost puts it in (the gateway's side).
+    pub costs: CostThresholds,
+    /// Lanes, slot limits, queue bounds and waits (the pool's side).
+    pub lanes: AdmissionConfig,
 }
 
 impl RawAdmission {
@@ -471,109 +87,26 @@ impl RawAdmission {
         &self,
         processes: usize,
         queue_timeout: Duration,
-    ) -> Result<AdmissionConfig, Vec<String>> {
+    ) -> Result<Admission, Vec<String>> {
         let mut problems = Vec::new();
-        let key = |name: &str| format!("gateway.admission.{name}");
-        let at_least_one = |name: &str, value: u64, problems: &mut Vec<String>| {
-            if value == 0 {
-                problems.push(format!("{} must be at least 1", key(name)));
-            }
-        };
-        let large_decoded_pixels = self
-            .large_decoded_pixels
-            .unwrap_or(defaults::LARGE_DECODED_PIXELS);
-        at_least_one("large_decoded_pixels", large_decoded_pixels, &mut problems);
-        let large_output_pixels = self
-            .large_output_pixels
-            .unwrap_or(defaults::LARGE_OUTPUT_PIXELS);
-        at_least_one("large_output_pixels", large_output_pixels, &mut problems);
-
-        let large_max_slots = match self.large_max_slots {
-            None => default_large_slots(processes),
-            Some(0) => {
-                problems.push(format!(
-                    "{} must be at least 1 (large requests would never run)",
-                    key("large_max_slots")
-                ));
-                1
-            }
-            Some(slots) if processes >= 2 && slots >= processes => {
-                problems.push(format!(
-                    "{}: {slots} would let large renders take all {processes} iipsrv processes; \
-                     use at most {} so that cheap requests always find one",
-                    key("large_max_slots"),
-                    processes - 1
-                ));
-                slots
-            }
-            Some(slots) => slots,
-        };
-
-        let small_default_wait =
-            Duration::from_millis(defaults::SMALL_MAX_WAIT_MS).min(queue_timeout);
-        let mut lane = |name: &str, raw: &RawLane, max_queue: usize, max_wait: Duration| {
-            let max_wait = match raw.max_wait_ms {
-                None => max_wait,
-                Some(0) => {
-                    problems.push(format!(
-                        "{} must be at least 1",
-                        key(&format!("{name}.max_wait_ms"))
-                    ));
-                    max_wait
-                }
-                Some(ms) if Duration::from_millis(ms) > queue_timeout => {
-                    problems.push(format!(
-                        "{}: {ms} exceeds gateway.backend.queue_timeout_ms ({}), the longest any \
-                         request waits; raise that too",
-                        key(&format!("{name}.max_wait_ms")),
-                        queue_timeout.as_millis()
-                    ));
-                    max_wait
-                }
-                Some(ms) => Duration::from_millis(ms),
-            };
-            LaneLimits {
-                max_queue: raw.max_queue.unwrap_or(max_queue),
-                max_wait,
-            }
-        };
-        let small = lane(
-            "small",
-            &self.small,
-            defaults::SMALL_MAX_QUEUE,
-            small_default_wait,
+        let costs = CostThresholds::resolve(
+            self.large_decoded_pixels,
+            self.large_output_pixels,
+            &mut problems,
         );
-        let large = lane(
-            "large",
-            &self.large,
-            defaults::LARGE_MAX_QUEUE,
-            queue_timeout,
-        );
-
-        if !problems.is_empty() {
-            return Err(problems);
+        let lanes = RawLanes {
+            large_max_slots: self.large_max_slots,
+            large_first_after_ms: self.large_first_after_ms,
+            small: self.small,
+            large: self.large,
         }
-        Ok(AdmissionConfig {
-            large_decoded_pixels,
-            large_output_pixels,
-            large_max_slots,
-            large_first_after: Duration::from_millis(
-                self.large_first_after_ms
-                    .unwrap_or(defaults::LARGE_FIRST_AFTER_MS),
-            ),
-            small,
-            large,
-        })
+        .resolve(processes, queue_timeout, &mut problems);
+        if problems.is_empty() {
+            Ok(Admission { costs, lanes })
+        } else {
+            Err(problems)
+        }
     }
-}
-
-/// Half the processes rounded up, at least one, and never all of them when there are two or
-/// more: 1 → 1, 2 → 1, 3 → 2, 4 → 2, 5 → 3.
-fn default_large_slots(processes: usize) -> usize {
-    processes
-        .div_ceil(2)
-        .min(processes.saturating_sub(1))
-        .max(1)
 }
 
 #[cfg(test)]

@@ -112,7 +112,11 @@ impl Gateway {
                         metrics.registry(),
                     )
                 });
-        let iipsrv = Arc::new(Iipsrv::new(pool.clone(), metrics.clone()));
+        let iipsrv = Arc::new(Iipsrv::new(
+            pool.clone(),
+            config.cost_thresholds,
+            metrics.clone(),
+        ));
         let sources = ImageSources::new(
             iipsrv.clone(),
             masters,

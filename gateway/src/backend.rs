@@ -13,7 +13,7 @@ use std::time::Instant;
 use bytes::Bytes;
 use iiif::{BackendInfo, BackendRequest, Identifier};
 
-use crate::admission::{Cost, Lane};
+use crate::admission::{Cost, CostThresholds, Lane};
 use crate::error::{Answer, Error, Iipsrv as Failed};
 use crate::fcgi::{BackendPool, BackendResponse, FcgiError};
 use crate::metrics::Metrics;
@@ -85,14 +85,21 @@ pub struct FetchedInfo {
 /// The iipsrv pool, spoken to in iipsrv's IIIF 2 dialect.
 pub struct Iipsrv {
     pool: Arc<BackendPool>,
+    /// Which admission lane a request's cost puts it in; the pool sees only the lane.
+    costs: CostThresholds,
     metrics: Arc<Metrics>,
 }
 
 impl Iipsrv {
-    /// Speaks to `pool`, recording into `metrics` (the pool's admission lanes included).
-    pub fn new(pool: Arc<BackendPool>, metrics: Arc<Metrics>) -> Self {
+    /// Speaks to `pool`, putting each request in the lane `costs` choose for it, and recording
+    /// into `metrics` (the pool's admission lanes included).
+    pub fn new(pool: Arc<BackendPool>, costs: CostThresholds, metrics: Arc<Metrics>) -> Self {
         pool.attach_admission_metrics(&metrics.admission);
-        Iipsrv { pool, metrics }
+        Iipsrv {
+            pool,
+            costs,
+            metrics,
+        }
     }
 
     /// Reads an image's size, tiles and pyramid from iipsrv's info.json. It costs iipsrv no
@@ -103,7 +110,7 @@ impl Iipsrv {
     /// [`Failed`] variants when the pool is saturated or iipsrv fails.
     pub async fn info(&self, file: &ImageFile) -> Result<FetchedInfo, Error> {
         let query = format!("IIIF={}/info.json", file.encoded);
-        let lane = self.pool.admission().lane(&Cost::INFO);
+        let lane = self.costs.lane(&Cost::INFO);
         let response = self.execute("info", &query, lane).await?;
         match response.status {
             200 => {}
@@ -142,7 +149,7 @@ impl Iipsrv {
         cost: Cost,
     ) -> Result<FetchedImage, Error> {
         let query = iiif::backend_query(&file.encoded, request);
-        let lane = self.pool.admission().lane(&cost);
+        let lane = self.costs.lane(&cost);
         let response = self.execute("image", &query, lane).await?;
         match response.status {
             200 if response.body.starts_with(&[0xFF, 0xD8]) => {
@@ -232,6 +239,7 @@ mod tests {
     fn a_refused_request_is_counted_as_saturated() {
         let iipsrv = Iipsrv::new(
             BackendPool::new(PoolConfig::default()),
+            CostThresholds::default(),
             Arc::new(Metrics::new()),
         );
         for reason in [

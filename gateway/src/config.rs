@@ -348,6 +348,8 @@ pub struct GatewayConfig {
     pub derivatives: Option<DerivativePolicy>,
     /// Lanes, slot limits, queue bounds and waits of the iipsrv pool.
     pub admission: crate::admission::AdmissionConfig,
+    /// Which lane a request's estimated cost puts it in (`gateway.admission` too).
+    pub cost_thresholds: crate::admission::CostThresholds,
 }
 
 /// The ID archive settings.
@@ -641,6 +643,7 @@ impl RawGatewayConfig {
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
+        let admission = admission.expect("checked above");
         Ok(GatewayConfig {
             listen: listen.expect("checked above"),
             admin_listen: admin_listen.expect("checked above"),
@@ -681,7 +684,8 @@ impl RawGatewayConfig {
             cache: self.cache,
             masters: self.masters,
             derivatives,
-            admission: admission.expect("checked above"),
+            admission: admission.lanes,
+            cost_thresholds: admission.costs,
         })
     }
 }

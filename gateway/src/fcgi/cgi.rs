@@ -5,7 +5,7 @@
 
 use bytes::Bytes;
 
-use super::FcgiError;
+use super::error::FcgiError;
 
 /// A complete answer from an iipsrv process.
 #[derive(Debug, Clone)]

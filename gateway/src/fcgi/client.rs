@@ -19,8 +19,8 @@ use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{timeout_at, Instant};
 
 use super::cgi::{parse_response, BackendResponse};
+use super::error::{FcgiError, Phase};
 use super::record::{self, kind, Header, HEADER_LEN, REQUEST_ID};
-use super::{FcgiError, Phase};
 
 /// The CGI head may not be longer than this; iipsrv's heads are a few hundred bytes.
 pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;

@@ -3,7 +3,7 @@
 use std::fmt;
 use std::io;
 
-use crate::admission::Rejection;
+use crate::admission::policy::Rejection;
 
 /// The part of an exchange that ran out of time.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -112,8 +112,8 @@ mod tests {
         assert!(!FcgiError::EndedWithoutResponse.is_retryable());
         assert!(!FcgiError::Protocol("x".into()).is_retryable());
         let rejection = Rejection {
-            lane: crate::admission::Lane::Small,
-            reason: crate::admission::RejectReason::QueueFull,
+            lane: crate::admission::policy::Lane::Small,
+            reason: crate::admission::policy::RejectReason::QueueFull,
             retry_after: std::time::Duration::from_secs(1),
         };
         assert!(!FcgiError::Saturated(rejection).is_retryable());

@@ -1,12 +1,22 @@
 //! FastCGI client and process pool for stock iipsrv 1.1.
 //!
 //! # Layout
+//! Bottom-up: each module uses only the ones above it in this list (the test `layering`
+//! checks it), so the module can be read from the top.
+//! - `error`: [`FcgiError`] and [`Phase`].
 //! - `record`: the FastCGI wire format (no I/O).
 //! - `cgi`: the CGI head at the start of the output, and [`BackendResponse`].
 //! - `client`: one request over one connection, with timeouts and size limits.
-//! - `pool`: [`BackendPool`], one request at a time per process, health state.
-//! - `scheduler`: the admission lanes in front of the processes: who gets the next free one.
-//! - `health`: the active health-check loop.
+//! - `process`: one iipsrv process: its kept connection, its exchange, its counters.
+//! - `scheduler`: who gets the next free process (the admission lanes), and which processes
+//!   are in rotation: it owns their health, and probe results are applied through it.
+//! - `health`: the active health-check loop (probes, hung requests, idle connections).
+//! - `pool`: [`BackendPool`], the public face: the processes, their scheduler and their
+//!   health checks together.
+//!
+//! Outside `fcgi`, only the lane policy ([`crate::admission::policy`]) and the metrics are
+//! used; never the IIIF cost model (`crate::admission::cost`) nor the IIIF core: a request
+//! arrives with its lane already chosen.
 //!
 //! # Invariants
 //! - A connection to an iipsrv process stays open after its request only when keep-alive is
@@ -26,6 +36,7 @@ mod client;
 mod error;
 mod health;
 mod pool;
+mod process;
 mod record;
 mod scheduler;
 
@@ -40,6 +51,9 @@ mod lane_tests;
 
 #[cfg(test)]
 mod crash_probe;
+
+#[cfg(test)]
+mod layering;
 
 pub use cgi::BackendResponse;
 pub use error::{FcgiError, Phase};

@@ -5,7 +5,7 @@
 
 use bytes::{BufMut, Bytes, BytesMut};
 
-use super::FcgiError;
+use super::error::FcgiError;
 
 /// Every record starts with this many bytes.
 pub(crate) const HEADER_LEN: usize = 8;

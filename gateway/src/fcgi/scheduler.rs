@@ -2,10 +2,13 @@
 //!
 //! One lock guards who holds each process and the two lane queues. A request either gets a
 //! free process at once, is refused at once (queue full, or a wait estimated past its lane's
-//! limit), or waits in its lane until [`admission::next_lane`] picks it for a process that has
+//! limit), or waits in its lane until [`policy::next_lane`] picks it for a process that has
 //! become free, or until its deadline. A process is handed directly to the chosen waiter, so a
 //! later arrival can never take it first.
 //!
+//! The scheduler also owns each process's health: whether it is in rotation, and the results
+//! of its health probes. A failed request or probe takes a process out through the scheduler's
+//! methods, so the decision to stop handing it out and the handing out are made in one place.
 //! Health probes claim only an idle process and never queue. A process out of rotation is
 //! never handed out; when the last one leaves, every waiter fails at once.
 //!
@@ -13,16 +16,19 @@
 //! hands back a process it was given but had not yet picked up.
 
 use std::collections::VecDeque;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
 use tokio::sync::oneshot;
 use tokio::time::Instant;
 
-use super::pool::Backend;
-use super::FcgiError;
-use crate::admission::{self, AdmissionConfig, Lane, LaneView, RejectReason, Rejection};
+use super::error::{FcgiError, Phase};
+use crate::admission::policy::{self, AdmissionConfig, Lane, LaneView, RejectReason, Rejection};
 use crate::metrics::AdmissionMetrics;
+
+/// Probes in a row a process may accept without answering before it is taken out of rotation.
+const SILENT_PROBES_BEFORE_DOWN: u32 = 3;
 
 /// One lane as `/metrics` and the tests see it.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -42,14 +48,25 @@ pub struct LaneStatus {
     pub service_time: Option<Duration>,
 }
 
-/// The lane queues over the pool's processes.
+/// The lane queues over the pool's processes, and which processes are in rotation.
 pub(super) struct Scheduler {
     config: AdmissionConfig,
     /// The pool's `queue_timeout`: no lane waits longer.
     queue_timeout: Duration,
-    backends: Vec<Arc<Backend>>,
+    /// Per process, by pool index. Changed only through [`Scheduler::set_health`] and the probe
+    /// results; read without the lock (by `/healthz`) and under it (to hand processes out).
+    health: Vec<Health>,
     state: Mutex<State>,
     metrics: OnceLock<LaneMetrics>,
+}
+
+/// Whether one process is in rotation.
+struct Health {
+    /// The process's label, for the log lines that say it left or rejoined the rotation.
+    label: String,
+    healthy: AtomicBool,
+    /// Health probes in a row that the process accepted but did not answer in time.
+    silent_probes: AtomicU32,
 }
 
 struct State {
@@ -101,13 +118,10 @@ struct LaneMetrics {
 // === impl Scheduler ===
 
 impl Scheduler {
-    pub(super) fn new(
-        config: AdmissionConfig,
-        queue_timeout: Duration,
-        backends: Vec<Arc<Backend>>,
-    ) -> Self {
+    /// A scheduler over one process per label (in pool order), every one in rotation.
+    pub(super) fn new(config: AdmissionConfig, queue_timeout: Duration, labels: &[&str]) -> Self {
         let state = State {
-            holders: vec![None; backends.len()],
+            holders: vec![None; labels.len()],
             queues: [VecDeque::new(), VecDeque::new()],
             in_service: [0; 2],
             peak_in_service: [0; 2],
@@ -120,14 +134,17 @@ impl Scheduler {
         Scheduler {
             config,
             queue_timeout,
-            backends,
+            health: labels
+                .iter()
+                .map(|&label| Health {
+                    label: label.to_owned(),
+                    healthy: AtomicBool::new(true),
+                    silent_probes: AtomicU32::new(0),
+                })
+                .collect(),
             state: Mutex::new(state),
             metrics: OnceLock::new(),
         }
-    }
-
-    pub(super) fn config(&self) -> &AdmissionConfig {
-        &self.config
     }
 
     /// Reports lane state to these metrics from now on (the first call wins).
@@ -180,7 +197,7 @@ impl Scheduler {
             if let Some(position) = position(&state, lane, ticket) {
                 let mut view = self.view(&state);
                 view.queued[lane.index()] -= 1;
-                if let Err(rejection) = admission::admit(&self.config, lane, position, &view) {
+                if let Err(rejection) = policy::admit(&self.config, lane, position, &view) {
                     state.queues[lane.index()].remove(position);
                     return Err(self.refuse(&mut state, rejection));
                 }
@@ -230,20 +247,6 @@ impl Scheduler {
         })
     }
 
-    /// Puts a process into or out of rotation. Waiters that have no process left to wait for
-    /// fail at once; a process back in rotation is handed to the next waiter.
-    pub(super) fn set_health(&self, index: usize, healthy: bool, reason: &str) {
-        if !self.backends[index].set_health(healthy, reason) {
-            return;
-        }
-        let mut state = self.lock();
-        if !healthy {
-            self.fail_stranded(&mut state);
-        }
-        self.dispatch(&mut state);
-        self.publish(&state);
-    }
-
     /// Every lane's current state.
     pub(super) fn lanes(&self) -> Vec<LaneStatus> {
         let state = self.lock();
@@ -273,7 +276,7 @@ impl Scheduler {
             let oldest_large = state.queues[Lane::Large.index()]
                 .front()
                 .map(|waiter| now.saturating_duration_since(waiter.since));
-            let Some(lane) = admission::next_lane(&self.config, &view, oldest_large) else {
+            let Some(lane) = policy::next_lane(&self.config, &view, oldest_large) else {
                 return;
             };
             let free = self.free_processes(state);
@@ -316,7 +319,7 @@ impl Scheduler {
         }
         if let Some((lane, held)) = service {
             let average = &mut state.service_time[lane.index()];
-            *average = Some(admission::updated_service_time(*average, held));
+            *average = Some(policy::updated_service_time(*average, held));
         }
         self.dispatch(state);
         self.publish(state);
@@ -338,7 +341,7 @@ impl Scheduler {
                 }
             }
         }
-        let rejection = admission::deadline_passed(&self.config, wait.lane, &self.view(&state));
+        let rejection = policy::deadline_passed(&self.config, wait.lane, &self.view(&state));
         Err(self.refuse(&mut state, rejection))
     }
 
@@ -373,25 +376,22 @@ impl Scheduler {
         LaneView {
             queued: [state.queues[0].len(), state.queues[1].len()],
             in_service: state.in_service,
-            healthy: self.backends.iter().filter(|b| b.is_healthy()).count(),
+            healthy: self.healthy_count(),
             service_time: state.service_time,
         }
     }
 
     /// Healthy processes nobody holds, starting at the rotation point.
     fn free_processes(&self, state: &State) -> Vec<usize> {
-        let n = self.backends.len();
+        let n = self.health.len();
         (0..n)
             .map(|offset| (state.rotation + offset) % n)
-            .filter(|&i| state.holders[i].is_none() && self.backends[i].is_healthy())
+            .filter(|&i| state.holders[i].is_none() && self.is_healthy(i))
             .collect()
     }
 
     fn has_candidate(&self, exclude: Option<usize>) -> bool {
-        self.backends
-            .iter()
-            .enumerate()
-            .any(|(i, b)| Some(i) != exclude && b.is_healthy())
+        (0..self.health.len()).any(|i| Some(i) != exclude && self.is_healthy(i))
     }
 
     fn publish(&self, state: &State) {
@@ -411,6 +411,74 @@ impl Scheduler {
         self.state
             .lock()
             .unwrap_or_else(|poisoned| poisoned.into_inner())
+    }
+}
+
+// === health ===
+
+impl Scheduler {
+    /// Whether process `index` is in rotation.
+    pub(super) fn is_healthy(&self, index: usize) -> bool {
+        self.health[index].healthy.load(Ordering::SeqCst)
+    }
+
+    /// How many processes are in rotation.
+    pub(super) fn healthy_count(&self) -> usize {
+        (0..self.health.len())
+            .filter(|&i| self.is_healthy(i))
+            .count()
+    }
+
+    /// Puts a process into or out of rotation. Waiters that have no process left to wait for
+    /// fail at once; a process back in rotation is handed to the next waiter.
+    pub(super) fn set_health(&self, index: usize, healthy: bool, reason: &str) {
+        let process = &self.health[index];
+        let was = process.healthy.swap(healthy, Ordering::SeqCst);
+        if was == healthy {
+            if !healthy {
+                log::warn!("iipsrv {} still down: {reason}", process.label);
+            }
+            return;
+        }
+        if healthy {
+            log::info!("iipsrv {} is back in rotation", process.label);
+        } else {
+            log::error!("iipsrv {} taken out of rotation: {reason}", process.label);
+        }
+        let mut state = self.lock();
+        if !healthy {
+            self.fail_stranded(&mut state);
+        }
+        self.dispatch(&mut state);
+        self.publish(&state);
+    }
+
+    /// A health probe of process `index` got an answer: the process is serving.
+    pub(super) fn probe_answered(&self, index: usize) {
+        self.health[index].silent_probes.store(0, Ordering::Relaxed);
+        self.set_health(index, true, "health probe succeeded");
+    }
+
+    /// A health probe of process `index` failed with `error` (its limit was `timeout`).
+    ///
+    /// A process that took the connection but did not answer in time is kept in rotation for a
+    /// few probes in a row: when iipsrv processes are shared (several gateways, or nginx beside
+    /// the gateway), that is usually a process busy with another client's connection, not a dead
+    /// one, and taking it out at once would make requests fail with 503 while it works fine. Any
+    /// other failure takes it out at once (a dead process refuses connections at once).
+    pub(super) fn probe_failed(&self, index: usize, error: &FcgiError, timeout: Duration) {
+        let process = &self.health[index];
+        let within_grace = matches!(error, FcgiError::Timeout(Phase::FirstByte))
+            && process.silent_probes.fetch_add(1, Ordering::Relaxed) + 1
+                < SILENT_PROBES_BEFORE_DOWN;
+        if within_grace && self.is_healthy(index) {
+            log::info!(
+                "iipsrv {} did not answer a health probe within {timeout:?}: busy with another client? (kept in rotation for now)",
+                process.label,
+            );
+        } else {
+            self.set_health(index, false, &format!("health probe failed: {error}"));
+        }
     }
 }
 
@@ -467,8 +535,10 @@ impl Slot {
         self.index
     }
 
-    pub(super) fn scheduler(&self) -> &Scheduler {
-        &self.scheduler
+    /// Takes this process out of rotation before the slot is released, so that the request
+    /// queued behind this one is not handed a process that just failed.
+    pub(super) fn mark_down(&self, reason: &str) {
+        self.scheduler.set_health(self.index, false, reason);
     }
 }
 
