@@ -311,7 +311,11 @@ fn lazyfetch_bin() -> PathBuf {
     let bin = std::env::var_os("LAZYFETCH_BIN")
         .map(PathBuf::from)
         .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR")).join("../target/release/lazyfetch")
+            // Where cargo put it: CARGO_TARGET_DIR when set, else the workspace's target/.
+            std::env::var_os("CARGO_TARGET_DIR")
+                .map(PathBuf::from)
+                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
+                .join("release/lazyfetch")
         });
     assert!(
         bin.exists(),
