@@ -186,11 +186,6 @@ impl Error {
         }
     }
 
-    /// Whose fault the error is.
-    pub fn origin(&self) -> Origin {
-        self.response().origin
-    }
-
     /// Whether iipsrv said the file is not there: for a cached master this can mean it was
     /// removed while the request ran (pruned, purged), and fetching it again may help.
     pub fn is_missing_file(&self) -> bool {
