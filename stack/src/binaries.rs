@@ -78,8 +78,24 @@ pub const GATEWAY: Binary = Binary {
     hint: "run cargo build --release -p gateway",
 };
 
-/// Every binary, for `stack --help` and diagnostics.
-pub const ALL: [Binary; 6] = [IIPSRV, REDIS_SERVER, GARAGE, NGINX, OPENSSL, GATEWAY];
+/// The `lazyfetch` CLI of this workspace (prune, purge, warm, stats).
+pub const LAZYFETCH: Binary = Binary {
+    name: "lazyfetch",
+    env: "LAZYFETCH_BIN",
+    default: Location::Workspace("lazyfetch"),
+    hint: "run cargo build --release -p lazyfetch",
+};
+
+/// Every binary, for `stack binaries` and diagnostics.
+pub const ALL: [Binary; 7] = [
+    IIPSRV,
+    REDIS_SERVER,
+    GARAGE,
+    NGINX,
+    OPENSSL,
+    GATEWAY,
+    LAZYFETCH,
+];
 
 impl Binary {
     /// The path this binary is run from (it may not exist: see [`Binary::require`]).

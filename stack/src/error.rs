@@ -30,36 +30,11 @@ pub enum Error {
         source: std::io::Error,
     },
     /// The service did not answer its protocol before the deadline.
-    #[error(
-        "{service} did not answer on {address} within {}s (last probe: {last_probe}); its log {}:{}",
-        waited.as_secs_f32(), log.display(), indent(log_tail)
-    )]
-    NotReady {
-        /// The service.
-        service: String,
-        /// Where it was probed.
-        address: String,
-        /// How long it was given.
-        waited: Duration,
-        /// The last probe's failure.
-        last_probe: String,
-        /// Its log file.
-        log: PathBuf,
-        /// The last lines of the log.
-        log_tail: String,
-    },
+    #[error("{0}")]
+    NotReady(Box<NotReady>),
     /// The service's process ended while it was being started.
-    #[error("{service} exited during startup ({status}); its log {}:{}", log.display(), indent(log_tail))]
-    Exited {
-        /// The service.
-        service: String,
-        /// How it ended.
-        status: String,
-        /// Its log file.
-        log: PathBuf,
-        /// The last lines of the log.
-        log_tail: String,
-    },
+    #[error("{0}")]
+    Exited(Box<Exited>),
     /// A port the stack was told to use is taken.
     #[error("port 127.0.0.1:{port} for {service} is already in use by a process the stack did not start")]
     PortInUse {
@@ -84,6 +59,41 @@ pub enum Error {
         /// Why.
         source: std::io::Error,
     },
+}
+
+/// A service that did not answer its protocol before the deadline.
+#[derive(Debug, thiserror::Error)]
+#[error(
+    "{service} did not answer on {address} within {}s (last probe: {last_probe}); its log {}:{}",
+    waited.as_secs_f32(), log.display(), indent(log_tail)
+)]
+pub struct NotReady {
+    /// The service.
+    pub service: String,
+    /// Where it was probed.
+    pub address: String,
+    /// How long it was given.
+    pub waited: Duration,
+    /// The last probe's failure.
+    pub last_probe: String,
+    /// Its log file.
+    pub log: PathBuf,
+    /// The last lines of the log.
+    pub log_tail: String,
+}
+
+/// A service whose process ended while it was being started.
+#[derive(Debug, thiserror::Error)]
+#[error("{service} exited during startup ({status}); its log {}:{}", log.display(), indent(log_tail))]
+pub struct Exited {
+    /// The service.
+    pub service: String,
+    /// How it ended.
+    pub status: String,
+    /// Its log file.
+    pub log: PathBuf,
+    /// The last lines of the log.
+    pub log_tail: String,
 }
 
 impl Error {

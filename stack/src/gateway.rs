@@ -224,6 +224,18 @@ pub fn config_yaml(server: &ServerConf, gateway: &RawGatewayConfig) -> String {
     format!("{header}{body}")
 }
 
+/// A file with only the `gateway:` section and Pingora's defaults: enough for the gateway's
+/// `-t` check and its subcommands (`redirects …`), which never start the server.
+pub fn standalone_yaml(gateway: &RawGatewayConfig) -> String {
+    config_yaml(
+        &ServerConf {
+            version: 1,
+            ..ServerConf::default()
+        },
+        gateway,
+    )
+}
+
 /// A running gateway, stopped with SIGTERM (Pingora's graceful stop).
 #[derive(Debug)]
 pub struct Gateway {

@@ -9,7 +9,7 @@
 //! answer from Garage's S3 API and nginx, a FastCGI `GET_VALUES` answer from iipsrv, `200` from
 //! the gateway's `/readyz`), polled with a deadline; a service that does not answer fails with
 //! its name, its address, the last probe error and the end of its log
-//! ([`error::Error::NotReady`]). No readiness check ever looks at process names.
+//! ([`error::NotReady`]). No readiness check ever looks at process names.
 //!
 //! Layout, bottom-up:
 //! - [`binaries`]: every external program's path (environment overrides, Debian defaults);

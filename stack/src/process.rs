@@ -11,7 +11,7 @@ use std::time::{Duration, Instant};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
 
-use crate::error::{log_tail, Error};
+use crate::error::{log_tail, Error, Exited, NotReady};
 use crate::probe::Probe;
 
 /// How many log lines an error quotes.
@@ -181,22 +181,22 @@ pub fn poll_ready(
             Err(why) => why,
         };
         if let Some(status) = exited() {
-            return Err(Error::Exited {
+            return Err(Error::Exited(Box::new(Exited {
                 service: service.to_owned(),
                 status,
                 log: log.to_path_buf(),
                 log_tail: log_tail(log, TAIL_LINES),
-            });
+            })));
         }
         if Instant::now() >= deadline {
-            return Err(Error::NotReady {
+            return Err(Error::NotReady(Box::new(NotReady {
                 service: service.to_owned(),
                 address: address.to_owned(),
                 waited: within,
                 last_probe,
                 log: log.to_path_buf(),
                 log_tail: log_tail(log, TAIL_LINES),
-            });
+            })));
         }
         std::thread::sleep(POLL_INTERVAL);
     }
