@@ -17,5 +17,6 @@ fn main() -> ExitCode {
         Command::Run { stack, command } => commands::run(&stack, &command),
         Command::Env { dir } => commands::env(&dir.absolute()),
         Command::Binaries => commands::binaries(),
+        Command::Which { name } => commands::which(&name),
     }
 }

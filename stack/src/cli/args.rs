@@ -71,6 +71,12 @@ pub enum Command {
     },
     /// List the external programs, their variables and where each is found.
     Binaries,
+    /// Print the path of one external program (iipsrv, redis-server, garage, nginx, openssl,
+    /// iiif-gateway, lazyfetch, loadtest); exit 1 with how to get it when it is missing.
+    Which {
+        /// Its name.
+        name: String,
+    },
 }
 
 /// `--dir`.

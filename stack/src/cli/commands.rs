@@ -320,6 +320,25 @@ pub fn binaries() -> ExitCode {
     ExitCode::SUCCESS
 }
 
+/// `stack which`.
+pub fn which(name: &str) -> ExitCode {
+    let Some(binary) = stack::binaries::named(name) else {
+        let names: Vec<&str> = stack::binaries::ALL.iter().map(|b| b.name).collect();
+        eprintln!("stack: no program called {name:?}; one of {}", names.join(", "));
+        return ExitCode::from(2);
+    };
+    match binary.require() {
+        Ok(path) => {
+            println!("{}", path.display());
+            ExitCode::SUCCESS
+        }
+        Err(error) => {
+            eprintln!("stack: {error}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
 /// `value` quoted for a POSIX shell.
 fn shell_quote(value: &str) -> String {
     format!("'{}'", value.replace('\'', r"'\''"))
