@@ -117,6 +117,9 @@ impl Stack {
                 max_cvt,
                 jpeg_quality,
             } => {
+                for address in addresses {
+                    check_running_iipsrv(address)?;
+                }
                 stack.backends = addresses.clone();
                 (*max_cvt, *jpeg_quality)
             }
@@ -283,6 +286,19 @@ impl Stack {
         }
         env
     }
+}
+
+/// A running iipsrv the stack was told to use answers FastCGI.
+fn check_running_iipsrv(address: &str) -> Result<(), Error> {
+    let addr: std::net::SocketAddr = address
+        .parse()
+        .map_err(|e| Error::setup("iipsrv", format!("{address:?} is not HOST:PORT: {e}")))?;
+    crate::probe::fastcgi(addr).map_err(|why| {
+        Error::setup(
+            "iipsrv",
+            format!("the running iipsrv at {address} does not answer: {why}"),
+        )
+    })
 }
 
 /// `gateway.masters` for the stack's Garage: every identifier is the object key of its master.

@@ -324,7 +324,10 @@ pub fn binaries() -> ExitCode {
 pub fn which(name: &str) -> ExitCode {
     let Some(binary) = stack::binaries::named(name) else {
         let names: Vec<&str> = stack::binaries::ALL.iter().map(|b| b.name).collect();
-        eprintln!("stack: no program called {name:?}; one of {}", names.join(", "));
+        eprintln!(
+            "stack: no program called {name:?}; one of {}",
+            names.join(", ")
+        );
         return ExitCode::from(2);
     };
     match binary.require() {
