@@ -86,8 +86,16 @@ pub const LAZYFETCH: Binary = Binary {
     hint: "run cargo build --release -p lazyfetch",
 };
 
-/// Every binary, for `stack binaries` and diagnostics.
-pub const ALL: [Binary; 7] = [
+/// The load generator of this workspace (`loadtest/`).
+pub const LOADTEST: Binary = Binary {
+    name: "loadtest",
+    env: "LOADTEST_BIN",
+    default: Location::Workspace("loadtest"),
+    hint: "run cargo build --release -p loadtest",
+};
+
+/// Every binary, for `stack binaries`, `stack which` and diagnostics.
+pub const ALL: [Binary; 8] = [
     IIPSRV,
     REDIS_SERVER,
     GARAGE,
@@ -95,7 +103,13 @@ pub const ALL: [Binary; 7] = [
     OPENSSL,
     GATEWAY,
     LAZYFETCH,
+    LOADTEST,
 ];
+
+/// The binary called `name` (as in [`Binary::name`]).
+pub fn named(name: &str) -> Option<Binary> {
+    ALL.into_iter().find(|binary| binary.name == name)
+}
 
 impl Binary {
     /// The path this binary is run from (it may not exist: see [`Binary::require`]).
