@@ -87,9 +87,10 @@ impl Garage {
             format!("GK{}", random_hex(12))
         })?;
         let secret_access_key = kept_secret(&dir.join("secret-access-key"), || random_hex(32))?;
+        // It holds the RPC secret: readable by its owner only.
         let config = dir.join("garage.toml");
         let toml = garage_toml(dir, s3_port, rpc_port, admin_port, &rpc_secret);
-        std::fs::write(&config, toml).map_err(Error::io(&config))?;
+        write_private(&config, &toml)?;
         let garage = Garage {
             dir: dir.clone(),
             log: spec.log.clone().unwrap_or_else(|| dir.join("garage.log")),
@@ -398,14 +399,20 @@ fn garage_toml(
 }
 
 /// The content of `file`, made by `make` (and written with mode 600) when it does not exist.
-fn kept_secret(file: &Path, make: impl FnOnce() -> String) -> Result<String, Error> {
-    use std::os::unix::fs::OpenOptionsExt;
+pub fn kept_secret(file: &Path, make: impl FnOnce() -> String) -> Result<String, Error> {
     if let Ok(text) = std::fs::read_to_string(file) {
         if !text.trim().is_empty() {
             return Ok(text.trim().to_owned());
         }
     }
     let value = make();
+    write_private(file, &value)?;
+    Ok(value)
+}
+
+/// Writes `text` to `file` with mode 600.
+fn write_private(file: &Path, text: &str) -> Result<(), Error> {
+    use std::os::unix::fs::OpenOptionsExt;
     let mut out = std::fs::OpenOptions::new()
         .create(true)
         .write(true)
@@ -413,8 +420,7 @@ fn kept_secret(file: &Path, make: impl FnOnce() -> String) -> Result<String, Err
         .mode(0o600)
         .open(file)
         .map_err(Error::io(file))?;
-    out.write_all(value.as_bytes()).map_err(Error::io(file))?;
-    Ok(value)
+    out.write_all(text.as_bytes()).map_err(Error::io(file))
 }
 
 /// `n_bytes` bytes from the kernel's random source, as hex (keys and secrets).

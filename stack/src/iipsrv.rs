@@ -236,7 +236,12 @@ impl Slot {
     /// A line in the supervise log, as iipsrv-supervise wrote them.
     fn say(&self, message: &str) {
         let mut line = String::new();
-        let _ = write!(line, "iipsrv-supervise :{} {message}", self.port);
+        let _ = write!(
+            line,
+            "{} iipsrv-supervise :{} {message}",
+            process::timestamp(),
+            self.port
+        );
         if let Ok(mut file) = std::fs::OpenOptions::new()
             .create(true)
             .append(true)

@@ -211,6 +211,36 @@ pub fn describe(status: ExitStatus) -> String {
     }
 }
 
+/// Now as `2026-01-31T12:34:56Z`, for log lines.
+pub fn timestamp() -> String {
+    let seconds = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map_or(0, |d| d.as_secs());
+    utc(seconds)
+}
+
+/// `seconds` since the epoch as an RFC 3339 UTC time (the civil-from-days algorithm of
+/// Howard Hinnant's date library).
+fn utc(seconds: u64) -> String {
+    let days = (seconds / 86_400) as i64;
+    let (hour, minute, second) = (seconds % 86_400 / 3600, seconds % 3600 / 60, seconds % 60);
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let day_of_era = z - era * 146_097;
+    let year_of_era =
+        (day_of_era - day_of_era / 1460 + day_of_era / 36_524 - day_of_era / 146_096) / 365;
+    let day_of_year = day_of_era - (365 * year_of_era + year_of_era / 4 - year_of_era / 100);
+    let month_index = (5 * day_of_year + 2) / 153;
+    let day = day_of_year - (153 * month_index + 2) / 5 + 1;
+    let month = if month_index < 10 {
+        month_index + 3
+    } else {
+        month_index - 9
+    };
+    let year = year_of_era + era * 400 + i64::from(month <= 2);
+    format!("{year:04}-{month:02}-{day:02}T{hour:02}:{minute:02}:{second:02}Z")
+}
+
 fn pid(id: u32) -> Pid {
     Pid::from_raw(i32::try_from(id).expect("a pid fits in i32"))
 }
@@ -295,6 +325,13 @@ mod tests {
             process.exit_status().map(describe).as_deref(),
             Some("killed by signal 15")
         );
+    }
+
+    #[test]
+    fn utc_times() {
+        assert_eq!(utc(0), "1970-01-01T00:00:00Z");
+        assert_eq!(utc(951_782_400), "2000-02-29T00:00:00Z");
+        assert_eq!(utc(1_767_225_599), "2025-12-31T23:59:59Z");
     }
 
     #[test]

@@ -323,21 +323,8 @@ fn masters_from(garage: &Garage) -> MastersConfig {
 
 /// `dir/admin-token`, made once (mode 600): the admin API's bearer token.
 fn admin_token(dir: &Path) -> Result<PathBuf, Error> {
-    use std::io::Write;
-    use std::os::unix::fs::OpenOptionsExt;
     let file = dir.join("admin-token");
-    if std::fs::metadata(&file).is_ok_and(|m| m.len() > 0) {
-        return Ok(file);
-    }
-    let mut out = std::fs::OpenOptions::new()
-        .create(true)
-        .write(true)
-        .truncate(true)
-        .mode(0o600)
-        .open(&file)
-        .map_err(Error::io(&file))?;
-    out.write_all(garage::random_hex(24).as_bytes())
-        .map_err(Error::io(&file))?;
+    garage::kept_secret(&file, || garage::random_hex(24))?;
     Ok(file)
 }
 
