@@ -88,7 +88,19 @@ pub fn up(args: &StackArgs, detach: bool) -> ExitCode {
             print_summary(&state.env);
             return ExitCode::SUCCESS;
         }
-        Ok(None) => State::remove(&spec.dir),
+        Ok(None) => {
+            if let Ok(Some(stale)) = State::read(&spec.dir) {
+                if stale.services.iter().any(Recorded::is_running) {
+                    eprintln!(
+                        "stack: the launcher of the previous stack in {} is gone but some of its \
+                         services still run; `stack down --dir {0}` stops them",
+                        spec.dir.display()
+                    );
+                    return ExitCode::FAILURE;
+                }
+            }
+            State::remove(&spec.dir);
+        }
         Err(code) => return code,
     }
     if detach {
