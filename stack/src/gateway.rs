@@ -125,8 +125,22 @@ pub struct Wiring {
 #[derive(Serialize)]
 struct ConfigFile<'a> {
     #[serde(flatten)]
-    server: &'a ServerConf,
+    server: serde_yaml_ng::Mapping,
     gateway: &'a RawGatewayConfig,
+}
+
+/// Pingora's keys of `server` that differ from Pingora's defaults (and `version`): the file
+/// says what this stack chose, not the thirty defaults.
+fn chosen_server_keys(server: &ServerConf) -> serde_yaml_ng::Mapping {
+    let mapping = |conf: &ServerConf| match serde_yaml_ng::to_value(conf) {
+        Ok(serde_yaml_ng::Value::Mapping(mapping)) => mapping,
+        _ => serde_yaml_ng::Mapping::new(),
+    };
+    let defaults = mapping(&ServerConf::default());
+    mapping(server)
+        .into_iter()
+        .filter(|(key, value)| key.as_str() == Some("version") || defaults.get(key) != Some(value))
+        .collect()
 }
 
 /// Where a gateway's files are.
@@ -219,8 +233,11 @@ pub fn config_yaml(server: &ServerConf, gateway: &RawGatewayConfig) -> String {
     let header =
         "# Written by the stack launcher (stack/src/gateway.rs) from the gateway's config types;\n\
                   # every key is documented in deploy/gateway.example.yaml.\n";
-    let body = serde_yaml_ng::to_string(&ConfigFile { server, gateway })
-        .expect("the config types serialise");
+    let file = ConfigFile {
+        server: chosen_server_keys(server),
+        gateway,
+    };
+    let body = serde_yaml_ng::to_string(&file).expect("the config types serialise");
     format!("{header}{body}")
 }
 
@@ -348,14 +365,14 @@ impl Gateway {
 mod tests {
     use super::*;
 
-    fn wiring() -> Wiring {
+    fn wiring(token: &Path) -> Wiring {
         Wiring {
             backends: vec!["127.0.0.1:9001".into(), "127.0.0.1:9002".into()],
             max_cvt: 5000,
             jpeg_quality: 90,
             redis_url: Some("redis://127.0.0.1:6390/0".into()),
             masters: None,
-            admin_token_file: Some("/var/admin-token".into()),
+            admin_token_file: Some(token.to_path_buf()),
         }
     }
 
@@ -366,9 +383,13 @@ mod tests {
             ..GatewaySpec::new("gateway")
         };
         let files = GatewayFiles::new(Path::new("/stack"), "gateway");
+        // The gateway reads the token file while it checks the config.
+        let dir = tempfile::tempdir().unwrap();
+        let token = dir.path().join("admin-token");
+        std::fs::write(&token, "0123456789abcdef0123456789abcdef").unwrap();
         let yaml = config_yaml(
             &server_conf(&spec, &files),
-            &raw_config(&spec, &wiring(), 8080, 9180),
+            &raw_config(&spec, &wiring(&token), 8080, 9180),
         );
         let config = gateway::config::parse(&yaml).unwrap_or_else(|e| panic!("{e}\n{yaml}"));
         assert_eq!(config.listen.to_string(), "127.0.0.1:8080");
@@ -382,6 +403,10 @@ mod tests {
         assert_eq!(server.threads, 2);
         assert_eq!(server.pid_file, "/stack/run/gateway.pid");
         assert_eq!(server.grace_period_seconds, Some(1));
+        assert!(
+            !yaml.contains("work_stealing"),
+            "Pingora's defaults are left out:\n{yaml}"
+        );
     }
 
     #[test]
@@ -393,7 +418,7 @@ mod tests {
             })),
             ..GatewaySpec::new("gateway")
         };
-        let raw = raw_config(&spec, &wiring(), 1, 2);
+        let raw = raw_config(&spec, &wiring(Path::new("/token")), 1, 2);
         assert_eq!(raw.backend.queue_timeout_ms, 1234);
         assert_eq!(raw.public_base_url, None);
         assert!(raw.redirects.is_none(), "redirects only when asked");

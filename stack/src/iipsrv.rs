@@ -399,6 +399,9 @@ impl Iipsrv {
         if let Some(process) = self.slot.process().as_mut() {
             process.stop();
         }
+        if let Some(dir) = &self.slot.spec.pid_dir {
+            let _ = std::fs::remove_file(dir.join(format!("iipsrv-{}.pid", self.port)));
+        }
         self.slot.say("stopped");
     }
 }
