@@ -1,7 +1,8 @@
 //! The gateway binary with a configuration file written by serialising its own raw config
 //! types (Pingora's `ServerConf` for the top-level keys, [`RawGatewayConfig`] under
 //! `gateway:`), never from text templates. Ready when the admin listener's `/readyz` answers
-//! 200 and the public listener answers HTTP.
+//! 200 (its iipsrv processes answer health checks) and the public listener accepts
+//! connections (no request: it would show in the gateway's metrics).
 
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -299,7 +300,7 @@ impl Gateway {
         let public: SocketAddr = ([127, 0, 0, 1], port).into();
         process.wait_ready(&format!("{admin}/readyz"), READY_WITHIN, || {
             probe::http_status_is(admin, "/readyz", 200)?;
-            probe::http_answers(public, "/")
+            probe::accepts(public)
         })?;
         Ok(Gateway {
             name: spec.name.clone(),

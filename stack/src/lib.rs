@@ -7,7 +7,7 @@
 //!
 //! Every service is *ready* when it answers its protocol ([`probe`]: Redis `PING`, an HTTP
 //! answer from Garage's S3 API and nginx, a FastCGI `GET_VALUES` answer from iipsrv, `200` from
-//! the gateway's `/readyz`), polled with a deadline; a service that does not answer fails with
+//! the gateway's admin `/readyz`), polled with a deadline; a service that does not answer fails with
 //! its name, its address, the last probe error and the end of its log
 //! ([`error::NotReady`]). No readiness check ever looks at process names.
 //!

@@ -58,6 +58,12 @@ fn parse_status_line(head: &[u8]) -> Option<u16> {
     parts.next()?.parse().ok()
 }
 
+/// Something accepts connections at `addr` (for a listener whose protocol answer is checked
+/// elsewhere: a request would be counted by the service).
+pub fn accepts(addr: SocketAddr) -> Probe {
+    connect(addr).map(drop)
+}
+
 /// Any HTTP answer to `GET path` (Garage's S3 API answers an unsigned request with an error,
 /// which is still an answer).
 pub fn http_answers(addr: SocketAddr, path: &str) -> Probe {
