@@ -233,6 +233,12 @@ impl Slot {
         Ok(process)
     }
 
+    fn remove_pid_file(&self) {
+        if let Some(dir) = &self.spec.pid_dir {
+            let _ = std::fs::remove_file(dir.join(format!("iipsrv-{}.pid", self.port)));
+        }
+    }
+
     /// A line in the supervise log, as iipsrv-supervise wrote them.
     fn say(&self, message: &str) {
         let mut line = String::new();
@@ -399,9 +405,7 @@ impl Iipsrv {
         if let Some(process) = self.slot.process().as_mut() {
             process.stop();
         }
-        if let Some(dir) = &self.slot.spec.pid_dir {
-            let _ = std::fs::remove_file(dir.join(format!("iipsrv-{}.pid", self.port)));
-        }
+        self.slot.remove_pid_file();
         self.slot.say("stopped");
     }
 }
@@ -415,6 +419,7 @@ impl Drop for Iipsrv {
         if let Some(process) = self.slot.process().as_mut() {
             process.kill();
         }
+        self.slot.remove_pid_file();
     }
 }
 

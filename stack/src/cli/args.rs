@@ -20,11 +20,16 @@ use stack::{GarageSpec, IipsrvSpec, RedisSpec};
 ///   stack up --detach --garage --redis        the local stack in the background (deploy/local/up)
 ///   stack env                                 its addresses, as `export STACK_…=…` lines
 ///   stack down                                stop it
-///   stack run --dir /tmp/s -- curl -s '$STACK_GATEWAY_URL/iiif/3/astronaut/info.json'
-///   stack run --uri-map --baseline -- sh -c 'echo $STACK_BASELINE_URL $STACK_GATEWAY_URL'
+///   stack run --dir /tmp/s -- sh -c 'curl -s $STACK_GATEWAY_URL/iiif/3/astronaut/info.json'
+///   stack run --dir /tmp/s --uri-map --baseline -- sh -c 'echo $STACK_BASELINE_URL $STACK_GATEWAY_URL'
+///
+/// Every service is ready when it answers its protocol (Redis PING, an HTTP answer from
+/// Garage and nginx, FastCGI from iipsrv, 200 from the gateway's /readyz), or the launcher
+/// stops with the service's name, its log and the last probe error.
 ///
 /// Every external program can be overridden by its variable: IIPSRV_BIN, REDIS_SERVER_BIN,
-/// GARAGE_BIN, NGINX_BIN, OPENSSL_BIN, IIIF_GATEWAY_BIN (`stack binaries` lists them).
+/// GARAGE_BIN, NGINX_BIN, OPENSSL_BIN, IIIF_GATEWAY_BIN, LAZYFETCH_BIN, LOADTEST_BIN
+/// (`stack binaries` lists them).
 #[derive(Debug, Parser)]
 #[command(name = "stack", version, verbatim_doc_comment)]
 pub struct Cli {
@@ -137,7 +142,8 @@ pub struct StackArgs {
     /// Its password.
     #[arg(long, value_name = "PASSWORD", requires = "redis")]
     pub redis_password: Option<String>,
-    /// TLS only, with a throwaway CA (DIR/redis/ca.pem).
+    /// TLS only, with a throwaway CA (DIR/redis/ca.pem; for clients given that CA: the gateway
+    /// trusts only the public roots).
     #[arg(long, requires = "redis")]
     pub redis_tls: bool,
 
