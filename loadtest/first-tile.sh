@@ -3,9 +3,10 @@
 # master is only in S3 (docs/masters.md), and how fast lazyfetch downloads compared with a plain
 # S3 GET of the same object, in the same run (docs/benchmarks.md).
 #
-# Starts its own single-node Garage, two iipsrv processes reading an empty cache mount and a
-# gateway with masters from Garage (all on free loopback ports, under var/loadtest/<time>/),
-# uploads the 100 Mpx sample `large` (deploy/local/make-samples --bench), then for each round
+# The launcher (`stack up --detach`, stack/) starts a single-node Garage holding the 100 Mpx
+# sample `large` (deploy/local/make-samples --bench), two iipsrv processes reading an empty cache
+# mount and a gateway with masters from Garage (all on free loopback ports, under
+# var/loadtest/<time>/), then for each round
 # (default 3), alternating the order of the two measurements:
 #   s3 GET        curl of the object from Garage straight to /dev/null (SigV4, same credentials)
 #   first tile    purge the image (admin API), then GET its info.json and one 256-px tile as a
@@ -17,64 +18,43 @@ set -euo pipefail
 
 # shellcheck source=deploy/local/lib.sh
 . "$(dirname "${BASH_SOURCE[0]}")/../deploy/local/lib.sh"
-# shellcheck source=deploy/local/garage.sh
-. "$IIIF_REPO/deploy/local/garage.sh"
 
 rounds=${1:-3}
 images=$IIIF_VAR/images
 out_dir=$IIIF_VAR/loadtest/first-tile-$(date '+%Y%m%d-%H%M%S')
 work=$out_dir/work
-mkdir -p "$work"/{run,log}
-bucket=masters
+mkdir -p "$work"
 
-require_gateway_bin
+require_stack_bin
 "$IIIF_REPO/deploy/local/make-samples" --bench "$images" >/dev/null
 [[ -s $images/large ]] || die "$images/large missing (deploy/local/make-samples --bench)"
 
-mapfile -t ports < <(free_ports 7)
-iipsrv_ports=("${ports[0]}" "${ports[1]}")
-gw_port=${ports[2]}
-admin_port=${ports[3]}
-gateway_pid=
+stack_started=
 cleanup() {
     local rc=$?
     set +e
-    [[ -n $gateway_pid ]] && stop_pid "$gateway_pid" iiif-gateway gateway TERM 20
-    stop_iipsrv_pool "$work/run" "${iipsrv_ports[@]}"
-    garage_stop "$work/garage"
+    [[ -n $stack_started ]] && "$STACK_BIN" down --dir "$work"
     exit "$rc"
 }
 trap cleanup EXIT
 trap 'exit 130' INT
 trap 'exit 143' TERM
 
-heading "garage, the 100 Mpx master ($(du -h "$images/large" | cut -f1)) in bucket $bucket"
-garage_start "$work/garage" "${ports[4]}" "${ports[5]}" "${ports[6]}" "$bucket"
-garage_put "$work/garage" "$bucket" "$images/large" large
-endpoint=$(garage_endpoint "$work/garage")
-credentials="$(cat "$work/garage/access-key-id"):$(cat "$work/garage/secret-access-key")"
-
-heading "iipsrv and the gateway (cache mount $work/cache, empty)"
-mkdir -p "$work/cache"
-start_iipsrv_pool "$work/run" "$work/log" "$work/cache" "${iipsrv_ports[@]}"
-head -c 24 /dev/urandom | od -An -tx1 | tr -d ' \n' >"$work/admin-token"
-GATEWAY_CACHE_ROOT=$work/cache GATEWAY_S3_ENDPOINT=$endpoint GATEWAY_S3_BUCKET=$bucket \
-    GATEWAY_S3_ACCESS_KEY_ID=$(cat "$work/garage/access-key-id") \
-    GATEWAY_S3_SECRET_FILE=$work/garage/secret-access-key \
-    render_gateway_config "$work/gateway.yaml" "$work" "127.0.0.1:$gw_port" "127.0.0.1:$admin_port" \
-    "http://127.0.0.1:$gw_port" "${iipsrv_ports[@]}"
-printf '  admin:\n    token_file: %s\n' "$work/admin-token" >>"$work/gateway.yaml"
-RUST_LOG=${RUST_LOG:-warn} "$IIIF_GATEWAY_BIN" -c "$work/gateway.yaml" </dev/null >"$work/log/gateway.log" 2>&1 &
-gateway_pid=$!
-wait_http "http://127.0.0.1:$admin_port/readyz" 60 "$gateway_pid" iiif-gateway || {
-    dump_logs "$work/log/gateway.log"
-    die "the gateway did not become ready"
-}
-gw=http://127.0.0.1:$gw_port/iiif/3/large
+heading "garage with the 100 Mpx master ($(du -h "$images/large" | cut -f1)), iipsrv and the gateway (cache mount $work/cache, empty)"
+stack_started=1
+"$STACK_BIN" up --detach --dir "$work" --garage --bucket masters --upload "$images/large" \
+    --cache-root "$work/cache" --log-filter "${RUST_LOG:-warn}" >/dev/null ||
+    die "the stack did not start (logs in $work/log)"
+eval "$("$STACK_BIN" env --dir "$work")"
+endpoint=$STACK_S3_ENDPOINT
+bucket=$STACK_S3_BUCKET
+credentials="$STACK_S3_ACCESS_KEY_ID:$(cat "$STACK_S3_SECRET_FILE")"
+admin=$STACK_GATEWAY_ADMIN_URL
+gw=$STACK_GATEWAY_URL/iiif/3/large
 
 purge() {
-    curl -sS -o /dev/null -X DELETE -H "Authorization: Bearer $(cat "$work/admin-token")" \
-        "http://127.0.0.1:$admin_port/admin/images/large" || true
+    curl -sS -o /dev/null -X DELETE -H "Authorization: Bearer $(cat "$STACK_ADMIN_TOKEN_FILE")" \
+        "$admin/admin/images/large" || true
     [[ -z $(find "$work/cache/masters" -type f 2>/dev/null) ]] || die "purge left the master in place"
 }
 
@@ -91,7 +71,7 @@ viewer_open() {
 }
 
 fetch_seconds() {
-    curl -fsS "http://127.0.0.1:$admin_port/metrics" |
+    curl -fsS "$admin/metrics" |
         awk '$1 == "iiif_masters_fetch_duration_seconds_sum" { s = $2 } END { print s + 0 }'
 }
 

@@ -12,7 +12,7 @@ use std::net::{IpAddr, SocketAddr};
 use std::time::Duration;
 
 use ipnet::IpNet;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::derivatives::DerivativePolicy;
 
@@ -22,8 +22,10 @@ struct RawFile {
     gateway: Option<RawGatewayConfig>,
 }
 
-/// The `gateway:` section exactly as written in the file.
-#[derive(Debug, Deserialize)]
+/// The `gateway:` section exactly as written in the file. It serialises back to the same YAML,
+/// so that the launcher (`stack/`) writes configuration files from these values, never from
+/// text templates.
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawGatewayConfig {
     /// Public IIIF listener, `HOST:PORT`.
@@ -65,13 +67,14 @@ pub struct RawGatewayConfig {
     #[serde(default)]
     pub derivatives: RawDerivatives,
     /// Cost-aware admission to the iipsrv pool (lanes, slots, queue bounds, waits): see
-    /// `crate::admission`. Every key is optional.
-    #[serde(default)]
+    /// `crate::admission`. Every key is optional. Not written back (`RawAdmission` is not
+    /// serialisable yet): a launcher-written file uses the defaults.
+    #[serde(default, skip_serializing)]
     pub admission: crate::admission::RawAdmission,
 }
 
 /// `gateway.derivatives`: which rendered images the cache keeps.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawDerivatives {
     /// Keep derivatives on the cache mount (needs `gateway.cache`).
@@ -93,7 +96,7 @@ impl Default for RawDerivatives {
 }
 
 /// `gateway.redirects`: where the ID archive lives and how redirects are answered.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawRedirects {
     /// `redis://[:password@]host:port/db` or `rediss://…` for TLS.
@@ -116,8 +119,23 @@ pub struct RawRedirects {
     pub cache_capacity: usize,
 }
 
+impl RawRedirects {
+    /// The ID archive at `redis_url`, every other key at its default.
+    pub fn new(redis_url: String) -> RawRedirects {
+        RawRedirects {
+            redis_url,
+            key_prefix: defaults::key_prefix(),
+            permanent_status: defaults::permanent_status(),
+            temporary_status: defaults::temporary_status(),
+            lookup_timeout_ms: defaults::lookup_timeout_ms(),
+            cache_ttl_ms: defaults::redirect_cache_ttl_ms(),
+            cache_capacity: defaults::redirect_cache_capacity(),
+        }
+    }
+}
+
 /// `gateway.admin`: the admin API on the admin listener.
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmin {
     /// Bearer token the admin API requires. Prefer `token_file`.
@@ -129,7 +147,7 @@ pub struct RawAdmin {
 }
 
 /// `gateway.iiif`: the limits and the behaviour choices of the IIIF API.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawIiif {
     #[serde(default = "defaults::max_side")]
@@ -162,7 +180,7 @@ impl Default for RawIiif {
 }
 
 /// `gateway.backend`: the pool of iipsrv processes.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawBackend {
     /// iipsrv FastCGI addresses: `HOST:PORT` or `unix:/path.sock`, one process each.
@@ -191,8 +209,26 @@ pub struct RawBackend {
     pub keepalive_idle_ms: u64,
 }
 
+impl RawBackend {
+    /// The iipsrv processes at `addresses`, every other key at its default.
+    pub fn new(addresses: Vec<String>) -> RawBackend {
+        RawBackend {
+            addresses,
+            max_cvt: defaults::max_side(),
+            connect_timeout_ms: defaults::connect_timeout_ms(),
+            first_byte_timeout_ms: defaults::first_byte_timeout_ms(),
+            total_timeout_ms: defaults::total_timeout_ms(),
+            queue_timeout_ms: defaults::queue_timeout_ms(),
+            health_interval_ms: defaults::health_interval_ms(),
+            health_timeout_ms: defaults::health_timeout_ms(),
+            max_response_bytes: defaults::max_response_bytes(),
+            keepalive_idle_ms: 0,
+        }
+    }
+}
+
 /// `gateway.output`: how the gateway encodes what it renders itself.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawOutput {
     #[serde(default = "defaults::jpeg_quality")]
@@ -208,7 +244,7 @@ impl Default for RawOutput {
 }
 
 /// `gateway.cache_control`: `Cache-Control` values per response class.
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawCacheControl {
     #[serde(default = "defaults::cc_image")]
@@ -428,6 +464,28 @@ pub fn parse(yaml: &str) -> Result<GatewayConfig, ConfigError> {
 }
 
 impl RawGatewayConfig {
+    /// A gateway on `listen` and `admin_listen` in front of `backend`, every other key at its
+    /// default (what a file with only these keys reads as).
+    pub fn new(listen: String, admin_listen: String, backend: RawBackend) -> RawGatewayConfig {
+        RawGatewayConfig {
+            listen,
+            admin_listen,
+            public_base_url: None,
+            prefix: defaults::prefix(),
+            trusted_proxies: Vec::new(),
+            iiif: RawIiif::default(),
+            backend,
+            output: RawOutput::default(),
+            cache_control: RawCacheControl::default(),
+            redirects: None,
+            admin: RawAdmin::default(),
+            cache: None,
+            masters: None,
+            derivatives: RawDerivatives::default(),
+            admission: crate::admission::RawAdmission::default(),
+        }
+    }
+
     /// Checks every value and converts it to its runtime type.
     ///
     /// # Errors
@@ -744,6 +802,48 @@ mod tests {
     use super::*;
 
     const MINIMAL: &str = "gateway:\n  backend:\n    addresses: [127.0.0.1:9001]\n";
+
+    /// The file as serde reads it, for the round trip below.
+    fn raw(yaml: &str) -> RawGatewayConfig {
+        serde_yaml_ng::from_str::<RawFile>(yaml)
+            .unwrap()
+            .gateway
+            .unwrap()
+    }
+
+    #[test]
+    fn the_raw_config_serialises_back_to_the_same_values() {
+        // What the launcher writes (serde, never text templates) reads back unchanged.
+        let example = raw(include_str!("../../deploy/gateway.example.yaml"));
+        let written = serde_yaml_ng::to_string(&RawFileOut { gateway: &example }).unwrap();
+        let again = raw(&written);
+        // `admission` is not written back; compare everything else.
+        let without_admission = |config: &RawGatewayConfig| {
+            let text = format!("{config:?}");
+            text[..text.find("admission:").unwrap()].to_owned()
+        };
+        assert_eq!(without_admission(&again), without_admission(&example));
+        assert!(parse(&written).is_ok(), "{written}");
+    }
+
+    #[test]
+    fn the_constructors_read_as_a_minimal_file_does() {
+        let built = RawGatewayConfig::new(
+            defaults::listen(),
+            defaults::admin_listen(),
+            RawBackend::new(vec!["127.0.0.1:9001".into()]),
+        );
+        assert_eq!(format!("{built:?}"), format!("{:?}", raw(MINIMAL)));
+        let redirects = RawRedirects::new("redis://127.0.0.1:6379/0".into());
+        let read: RawRedirects =
+            serde_yaml_ng::from_str("redis_url: redis://127.0.0.1:6379/0").unwrap();
+        assert_eq!(format!("{redirects:?}"), format!("{read:?}"));
+    }
+
+    #[derive(Serialize)]
+    struct RawFileOut<'a> {
+        gateway: &'a RawGatewayConfig,
+    }
 
     #[test]
     fn minimal_file_gets_the_documented_defaults() {

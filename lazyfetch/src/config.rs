@@ -12,13 +12,13 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use regex::Regex;
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 use crate::rules::{Rule, Rules, Template};
 use crate::size::{ByteSize, Percent};
 
 /// `gateway.cache`: where masters and derivatives live and how big the cache may grow.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct CacheConfig {
     /// The cache root: `masters/`, `derivatives/` and `tmp/` live here. iipsrv's
@@ -45,7 +45,7 @@ pub struct CacheConfig {
 }
 
 /// `gateway.masters`: where access masters come from. Absent: no S3, iipsrv reads its own files.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct MastersConfig {
     /// How to reach the S3 store.
@@ -73,7 +73,7 @@ pub struct MastersConfig {
 }
 
 /// `gateway.masters.s3`: the S3 client.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct S3Config {
     /// `http(s)://host:port` of an S3-compatible store; absent: AWS.
@@ -128,7 +128,7 @@ impl Default for S3Config {
 }
 
 /// One entry of `gateway.masters.rules`.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RuleConfig {
     /// A regex (Rust `regex` syntax) matched against the whole identifier as received (decoded);
@@ -142,7 +142,7 @@ pub struct RuleConfig {
 }
 
 /// `gateway.masters.lock`: the cross-node download lock.
-#[derive(Debug, Clone, Deserialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct LockConfig {
     /// `redis://[:password@]host:port/db`, `rediss://…` (TLS) or `redis+unix:///path`.
@@ -269,6 +269,19 @@ const MASTERS: &str = "gateway.masters";
 // === impl CacheConfig ===
 
 impl CacheConfig {
+    /// A cache at `root` of `budget` bytes, every other key at its default.
+    pub fn new(root: impl Into<PathBuf>, budget: ByteSize) -> CacheConfig {
+        CacheConfig {
+            root: root.into(),
+            budget,
+            high_watermark: defaults::high_watermark(),
+            low_watermark: defaults::low_watermark(),
+            small_master_bytes: defaults::small_master_bytes(),
+            small_master_weight: defaults::small_master_weight(),
+            touch_interval_s: defaults::touch_interval_s(),
+        }
+    }
+
     /// Checks the values together (watermarks in order, a positive budget, an absolute root).
     ///
     /// # Errors
@@ -319,6 +332,19 @@ impl CacheConfig {
 // === impl MastersConfig ===
 
 impl MastersConfig {
+    /// Masters from `s3` by `rules`, every other key at its default.
+    pub fn new(s3: S3Config, rules: Vec<RuleConfig>) -> MastersConfig {
+        MastersConfig {
+            s3,
+            rules,
+            revalidate_after_s: defaults::revalidate_after_s(),
+            max_concurrent_downloads: defaults::max_concurrent_downloads(),
+            download_timeout_s: defaults::download_timeout_s(),
+            unavailable_retry_after_s: defaults::unavailable_retry_after_s(),
+            lock: None,
+        }
+    }
+
     /// Checks every value and compiles the rules.
     ///
     /// # Errors
@@ -640,6 +666,34 @@ gateway:
             Err(LoadError::Invalid(errors)) => errors.0.iter().map(|p| p.to_string()).collect(),
             other => panic!("expected validation errors, got {other:?}"),
         }
+    }
+
+    #[test]
+    fn the_sections_serialise_back_to_what_they_were_read_from() {
+        // The launcher writes these sections with serde; what it writes must read back the same.
+        let sections = GatewaySections::from_yaml(FULL).unwrap();
+        let (cache, masters) = (sections.cache.unwrap(), sections.masters.unwrap());
+        let yaml = serde_yaml_ng::to_string(&serde_json::json!({
+            "gateway": { "cache": &cache, "masters": &masters }
+        }))
+        .unwrap();
+        let again = GatewaySections::from_yaml(&yaml).unwrap();
+        assert_eq!(format!("{:?}", again.cache.unwrap()), format!("{cache:?}"));
+        assert_eq!(
+            format!("{:?}", again.masters.unwrap()),
+            format!("{masters:?}")
+        );
+        assert!(yaml.contains("high_watermark: 90%"), "{yaml}");
+        assert!(yaml.contains("match: ^(.+)$"), "{yaml}");
+    }
+
+    #[test]
+    fn constructors_use_the_documented_defaults() {
+        let cache = CacheConfig::new("/cache", ByteSize(1 << 30));
+        assert_eq!(cache.high_watermark, defaults::high_watermark());
+        assert!(cache.validate().is_ok());
+        let masters = MastersConfig::new(S3Config::default(), Vec::new());
+        assert_eq!(masters.revalidate_after_s, defaults::revalidate_after_s());
     }
 
     #[test]

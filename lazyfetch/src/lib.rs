@@ -17,7 +17,6 @@
 //! - [`sidecar`]: the JSON beside each master; [`stamps`]: throttled last-access stamps;
 //!   [`tmpfile`]: files that appear only by rename.
 //! - [`units`]: the cache scanned into image units; [`prune()`], [`purge()`], [`stats()`] on them.
-//! - `testing` (feature `garage-harness`): real Garage and Redis servers for tests.
 //!
 //! **Invariants:** lazyfetch knows nothing about IIIF. A file under `masters/` is always
 //! complete: it appears only by `rename` of an fsynced, length-checked tmp file. Every path is
@@ -44,9 +43,6 @@ pub mod stats;
 pub mod tmpfile;
 pub mod units;
 
-#[cfg(feature = "garage-harness")]
-pub mod testing;
-
 pub use config::{
     CacheConfig, ConfigErrors, ConfigProblem, GatewaySections, LoadError, MastersConfig,
 };
@@ -55,5 +51,6 @@ pub use fetch::{LazyFetch, Master};
 pub use layout::CacheLayout;
 pub use prune::{prune, PruneOptions, PruneReport};
 pub use purge::{purge, PurgeReport};
+pub use s3::client as s3_client;
 pub use stamps::AccessStamps;
 pub use stats::{stats, CacheStats};

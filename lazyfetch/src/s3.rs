@@ -24,7 +24,8 @@ use crate::rules::S3Location;
 const FALLBACK_REGION: &str = "us-east-1";
 
 /// Builds the S3 client. `secret` is the secret key already read from the config or its file.
-pub(crate) async fn client(config: &S3Config, secret: Option<String>) -> aws_sdk_s3::Client {
+/// Public for the launcher and the tests, which upload with the same settings the gateway reads with.
+pub async fn client(config: &S3Config, secret: Option<String>) -> aws_sdk_s3::Client {
     let mut loader = aws_config::defaults(BehaviorVersion::latest())
         .timeout_config(
             TimeoutConfig::builder()

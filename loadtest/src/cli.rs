@@ -25,6 +25,8 @@ use crate::target::Target;
 ///   loadtest --target gateway=http://127.0.0.1:8080/iiif/2 --target baseline=http://127.0.0.1:8088/iiif
 ///     --ids small=var/bench-images/lists/small.txt --ids medium=… --ids large=…
 ///     --users 100 --duration 60s --out var/loadtest/run1
+///
+/// `loadtest wrk --help`: the measuring and report tools of loadtest/wrk/compare.sh.
 #[derive(Parser, Debug)]
 #[command(name = "loadtest", version, verbatim_doc_comment)]
 pub struct Args {

@@ -17,10 +17,12 @@
 //!   (Markdown, CSV, check), per-second series.
 //! * [`svg`], [`charts`]: hand-written SVG charts.
 //! * [`report`]: rows, failure breakdown, ratios, and the files of the output directory.
+//! * [`wrk`]: the rows and the report of the wrk side-by-side (`loadtest/wrk/compare.sh`).
 //!
 //! I/O shells: [`client`] (one keep-alive HTTP/1.1 connection per user and target), [`engine`] (users, phases,
 //! warm-up and window), [`rss`] (`/proc` memory sampling), [`cpu`] (the generator's own CPU time), [`nofile`] (the open-file limit), [`cli`] (arguments
-//! to a validated config) and [`app`] (the run from start to finish).
+//! to a validated config) and [`app`] (the run from start to finish);
+//! [`wrk_tool`] (`loadtest wrk …`: measuring wrk runs and the servers' CPU for `compare.sh`).
 
 pub mod app;
 pub mod charts;
@@ -42,6 +44,8 @@ pub mod table;
 pub mod target;
 pub mod tile;
 pub mod timeline;
+pub mod wrk;
+pub mod wrk_tool;
 
 #[cfg(test)]
 mod test_server;

@@ -1,5 +1,6 @@
-//! `loadtest`: the benchmark of the design report against one or more IIIF targets. Glue only: parse the
-//! command line, run, map the outcome to an exit status (0 done, 1 check failed or run error, 2 bad usage).
+//! `loadtest`: the benchmark of the design report against one or more IIIF targets, and `loadtest wrk …`, the
+//! measuring tools of `loadtest/wrk/compare.sh`. Glue only: parse the command line, run, map the outcome to an
+//! exit status (0 done, 1 check failed or run error, 2 bad usage).
 
 use std::process::ExitCode;
 
@@ -9,6 +10,17 @@ use loadtest::app::{self, Verdict};
 use loadtest::cli::{Args, Config};
 
 fn main() -> ExitCode {
+    // `loadtest wrk …`: the tools of loadtest/wrk/compare.sh; anything else is a load test.
+    if std::env::args().nth(1).as_deref() == Some("wrk") {
+        let cli = loadtest::wrk_tool::WrkCli::parse_from(std::env::args().skip(1));
+        return match loadtest::wrk_tool::run(cli) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(error) => {
+                eprintln!("loadtest wrk: {error:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     let command = std::env::args()
         .map(|arg| shell_quote(&arg))
         .collect::<Vec<_>>()

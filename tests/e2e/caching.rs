@@ -3,21 +3,25 @@
 
 use std::path::{Path, PathBuf};
 
+use lazyfetch::config::CacheConfig;
+use lazyfetch::size::ByteSize;
 use reqwest::StatusCode;
 
 use crate::support::{
-    client, get, iipsrv_image_requests, metric_line, metrics, purge, Stack, StackOptions,
-    ADMIN_TOKEN,
+    client, configure, get, iipsrv_image_requests, metric_line, metrics, purge, Stack,
+    StackOptions, ADMIN_TOKEN,
 };
+
+const ONE_GIB: ByteSize = ByteSize(1 << 30);
 
 /// A stack with a derivative cache in its scratch directory (masters read by iipsrv itself).
 fn cached_stack(max_output_pixels: u64) -> Stack {
     Stack::start_with(StackOptions {
-        extra_gateway_yaml: format!(
-            "  cache:\n    root: @SCRATCH@/cache\n    budget: 1GiB\n\
-             \x20 derivatives:\n    max_output_pixels: {max_output_pixels}\n\
-             \x20 admin:\n    token: {ADMIN_TOKEN}\n"
-        ),
+        configure: configure(move |raw, scratch| {
+            raw.cache = Some(CacheConfig::new(scratch.join("cache"), ONE_GIB));
+            raw.derivatives.max_output_pixels = max_output_pixels;
+            raw.admin.token = Some(ADMIN_TOKEN.into());
+        }),
         ..StackOptions::default()
     })
 }
@@ -318,9 +322,10 @@ async fn a_failing_disk_only_stops_caching() {
     // way a full or read-only disk makes it fail. Requests are still served. (No memory tier,
     // so that the second request needs the disk too.)
     let stack = Stack::start_with(StackOptions {
-        extra_gateway_yaml: "  cache:\n    root: @SCRATCH@/not-a-directory\n    budget: 1GiB\n\
-                             \x20 derivatives:\n    memory: 0\n"
-            .into(),
+        configure: configure(|raw, scratch| {
+            raw.cache = Some(CacheConfig::new(scratch.join("not-a-directory"), ONE_GIB));
+            raw.derivatives.memory = ByteSize(0);
+        }),
         ..StackOptions::default()
     });
     std::fs::write(stack.scratch.join("not-a-directory"), b"x").unwrap();
@@ -394,10 +399,13 @@ async fn a_full_disk_is_counted_and_every_request_is_still_served() {
         return;
     };
     let stack = Stack::start_with(StackOptions {
-        extra_gateway_yaml: format!(
-            "  cache:\n    root: {}\n    budget: 1GiB\n  derivatives:\n    memory: 0\n",
-            mount.path.display()
-        ),
+        configure: {
+            let root = mount.path.clone();
+            configure(move |raw, _| {
+                raw.cache = Some(CacheConfig::new(root.clone(), ONE_GIB));
+                raw.derivatives.memory = ByteSize(0);
+            })
+        },
         ..StackOptions::default()
     });
     // Distinct tiles until the 64 KiB mount is full, and a few more.

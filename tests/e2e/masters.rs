@@ -6,34 +6,45 @@ use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lazyfetch::testing::Garage;
+use lazyfetch::config::{CacheConfig, MastersConfig, RuleConfig, S3Config};
+use lazyfetch::size::ByteSize;
 use reqwest::StatusCode;
+use stack::Garage;
 
 use crate::support::{
-    client, get, image_size, purge, samples_dir, scratch_dir, Stack, StackOptions, ADMIN_TOKEN,
+    client, configure, get, image_size, purge, samples_dir, scratch_dir, Stack, StackOptions,
+    ADMIN_TOKEN,
 };
 
 /// A gateway whose masters come from `garage`, copied to a cache that iipsrv reads.
 fn s3_stack(garage: &Garage, revalidate_after_s: u64) -> (Stack, PathBuf) {
     let cache = scratch_dir().join("cache");
     std::fs::create_dir_all(&cache).unwrap();
-    let yaml = format!(
-        "  cache:\n    root: {root}\n    budget: 1GiB\n\
-         \x20 masters:\n    s3:\n      endpoint: {endpoint}\n      region: garage\n      force_path_style: true\n\
-         \x20     access_key_id: {key}\n      secret_access_key: {secret}\n\
-         \x20     connect_timeout_ms: 300\n      first_byte_timeout_ms: 2000\n      retries: 1\n\
-         \x20   rules:\n      - match: '^(.+)$'\n        bucket: {bucket}\n        key: 'masters/${{1}}'\n\
-         \x20   revalidate_after_s: {revalidate_after_s}\n    unavailable_retry_after_s: 7\n\
-         \x20 admin:\n    token: {ADMIN_TOKEN}\n",
-        root = cache.display(),
-        endpoint = garage.endpoint(),
-        key = garage.access_key_id,
-        secret = garage.secret_access_key,
-        bucket = garage.bucket,
-    );
     let stack = Stack::start_with(StackOptions {
         iipsrv_root: Some(cache.clone()),
-        extra_gateway_yaml: yaml,
+        configure: {
+            let cache = cache.clone();
+            let s3 = S3Config {
+                connect_timeout_ms: 300,
+                first_byte_timeout_ms: 2000,
+                retries: 1,
+                ..garage.s3_config()
+            };
+            let rule = RuleConfig {
+                pattern: "^(.+)$".into(),
+                bucket: garage.bucket.clone(),
+                key: "masters/${1}".into(),
+            };
+            configure(move |raw, _| {
+                raw.cache = Some(CacheConfig::new(cache.clone(), ByteSize(1 << 30)));
+                raw.masters = Some(MastersConfig {
+                    revalidate_after_s,
+                    unavailable_retry_after_s: 7,
+                    ..MastersConfig::new(s3.clone(), vec![rule.clone()])
+                });
+                raw.admin.token = Some(ADMIN_TOKEN.into());
+            })
+        },
         ..StackOptions::default()
     });
     (stack, cache)
@@ -234,7 +245,9 @@ async fn prune_and_purge_while_serving_lose_no_request() {
             }
         }));
     }
-    let lazyfetch = lazyfetch_bin();
+    let lazyfetch = stack::binaries::LAZYFETCH
+        .require()
+        .unwrap_or_else(|e| panic!("{e}"));
     for round in 0..6 {
         tokio::time::sleep(Duration::from_millis(300)).await;
         // A budget of one byte: every image goes, while requests are using them.
@@ -305,22 +318,4 @@ async fn purge_removes_the_master_and_derivatives_of_one_image_only() {
     let again = get(&stack, "/iiif/3/one/0,0,256,256/256,256/0/default.jpg").await;
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(garage.s3_requests("GetObject"), 3);
-}
-
-fn lazyfetch_bin() -> PathBuf {
-    let bin = std::env::var_os("LAZYFETCH_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            // Where cargo put it: CARGO_TARGET_DIR when set, else the workspace's target/.
-            std::env::var_os("CARGO_TARGET_DIR")
-                .map(PathBuf::from)
-                .unwrap_or_else(|| Path::new(env!("CARGO_MANIFEST_DIR")).join("../target"))
-                .join("release/lazyfetch")
-        });
-    assert!(
-        bin.exists(),
-        "{} missing: run cargo build --release -p lazyfetch",
-        bin.display()
-    );
-    bin
 }

@@ -7,26 +7,47 @@
 
 use std::time::{Duration, Instant};
 
+use gateway::config::RawRedirects;
+
 use crate::support::{
-    client, image_size, metric_line, metrics, Redis, RedisReply, Stack, StackOptions,
+    client, configure, image_size, metric_line, metrics, Redis, Stack, StackOptions,
 };
 
 const PREFIX: &str = "iiif:";
 const CHANNEL: &str = "iiif:invalidate";
 
-/// A gateway reading the archive in `redis`; `settings` are extra `gateway.redirects` lines.
-fn stack_with_redirects(redis: &Redis, settings: &str) -> Stack {
+/// A gateway reading the archive in `redis`; `settings` adjusts its `gateway.redirects`.
+fn stack_with_redirects(
+    redis: &Redis,
+    settings: impl Fn(&mut RawRedirects) + Send + Sync + 'static,
+) -> Stack {
+    let url = redis.url();
     Stack::start_with(StackOptions {
         iipsrv_processes: 1,
-        extra_gateway_yaml: format!("  redirects:\n    redis_url: {}\n{settings}", redis.url()),
+        configure: configure(move |raw, _| {
+            let mut redirects = RawRedirects::new(url.clone());
+            settings(&mut redirects);
+            raw.redirects = Some(redirects);
+        }),
         ..StackOptions::default()
     })
+}
+
+/// A Redis command on a fresh connection, its reply as `T`.
+fn command<T: redis::FromRedisValue>(redis: &Redis, args: &[&str]) -> T {
+    let mut connection = redis.connection().expect("redis reachable");
+    let mut cmd = redis::cmd(args[0]);
+    for arg in &args[1..] {
+        cmd.arg(*arg);
+    }
+    cmd.query(&mut connection)
+        .unwrap_or_else(|e| panic!("{args:?}: {e}"))
 }
 
 /// Writes one record (`kind` moved, temporary or gone) without announcing it.
 fn write_record(redis: &Redis, id: &str, kind: &str, target: Option<&str>) {
     let key = format!("{PREFIX}redirect:{id}");
-    redis.command(&["DEL", &key]);
+    let _: i64 = command(redis, &["DEL", &key]);
     let mut args = vec![
         "HSET",
         &key,
@@ -42,25 +63,21 @@ fn write_record(redis: &Redis, id: &str, kind: &str, target: Option<&str>) {
     if let Some(target) = target {
         args.extend(["target", target]);
     }
-    assert!(matches!(redis.command(&args), RedisReply::Integer(_)));
+    let _: i64 = command(redis, &args);
 }
 
 /// Announces a change on the invalidation channel; returns how many gateways heard it.
 fn publish(redis: &Redis, message: &str) -> i64 {
-    match redis.command(&["PUBLISH", CHANNEL, message]) {
-        RedisReply::Integer(receivers) => receivers,
-        other => panic!("PUBLISH answered {other:?}"),
-    }
+    command(redis, &["PUBLISH", CHANNEL, message])
 }
 
 /// Waits until `n` gateways are subscribed to the invalidation channel.
 fn wait_for_subscribers(redis: &Redis, n: i64) {
     let deadline = Instant::now() + Duration::from_secs(10);
     while Instant::now() < deadline {
-        if let RedisReply::Array(Some(reply)) = redis.command(&["PUBSUB", "NUMSUB", CHANNEL]) {
-            if reply.get(1) == Some(&RedisReply::Integer(n)) {
-                return;
-            }
+        let (_, subscribers): (String, i64) = command(redis, &["PUBSUB", "NUMSUB", CHANNEL]);
+        if subscribers == n {
+            return;
         }
         std::thread::sleep(Duration::from_millis(20));
     }
@@ -96,11 +113,11 @@ async fn assert_served_at(location: &str) {
 
 #[tokio::test]
 async fn retired_identifiers_redirect_with_the_rest_of_the_path_kept() {
-    let redis = Redis::start();
+    let redis = Redis::new();
     write_record(&redis, "old-astronaut", "moved", Some("astronaut"));
     write_record(&redis, "old/nested", "moved", Some("collection/astronaut"));
     write_record(&redis, "vieux-été", "moved", Some("Zoë café"));
-    let stack = stack_with_redirects(&redis, "");
+    let stack = stack_with_redirects(&redis, |_| {});
 
     // An image request, info.json and the base URI alike, in both versions.
     for (path, location) in [
@@ -180,10 +197,10 @@ async fn retired_identifiers_redirect_with_the_rest_of_the_path_kept() {
 
 #[tokio::test]
 async fn temporary_moves_are_302_and_withdrawn_images_410() {
-    let redis = Redis::start();
+    let redis = Redis::new();
     write_record(&redis, "on-loan", "temporary", Some("hubble"));
     write_record(&redis, "withdrawn", "gone", None);
-    let stack = stack_with_redirects(&redis, "");
+    let stack = stack_with_redirects(&redis, |_| {});
 
     assert_redirect(
         &stack,
@@ -241,13 +258,13 @@ async fn temporary_moves_are_302_and_withdrawn_images_410() {
 
 #[tokio::test]
 async fn redirect_statuses_follow_the_configuration() {
-    let redis = Redis::start();
+    let redis = Redis::new();
     write_record(&redis, "a", "moved", Some("astronaut"));
     write_record(&redis, "b", "temporary", Some("astronaut"));
-    let stack = stack_with_redirects(
-        &redis,
-        "    permanent_status: 308\n    temporary_status: 307\n",
-    );
+    let stack = stack_with_redirects(&redis, |r| {
+        r.permanent_status = 308;
+        r.temporary_status = 307;
+    });
     assert_redirect(
         &stack,
         "/iiif/3/a/info.json",
@@ -294,10 +311,10 @@ async fn time_until_all(
 
 #[tokio::test]
 async fn an_edit_reaches_two_gateways_within_a_second() {
-    let redis = Redis::start();
+    let redis = Redis::new();
     write_record(&redis, "old", "moved", Some("astronaut"));
     // A long time-to-live: only the invalidation message can make an edit visible in time.
-    let settings = "    cache_ttl_ms: 600000\n";
+    let settings = |r: &mut RawRedirects| r.cache_ttl_ms = 600_000;
     let first = stack_with_redirects(&redis, settings);
     let second = stack_with_redirects(&redis, settings);
     wait_for_subscribers(&redis, 2);
@@ -326,7 +343,7 @@ async fn an_edit_reaches_two_gateways_within_a_second() {
     let retired = time_until_all(&both, fresh, (410, None)).await;
 
     // A bulk change announced with `*`.
-    redis.command(&["DEL", &format!("{PREFIX}redirect:hubble")]);
+    let _: i64 = command(&redis, &["DEL", &format!("{PREFIX}redirect:hubble")]);
     write_record(&redis, "old", "temporary", Some("astronaut"));
     assert_eq!(publish(&redis, "*"), 2);
     let bulk_old = time_until_all(
@@ -388,7 +405,7 @@ async fn time_until_redirects_work(redis: &Redis, stack: &Stack, id: &str) -> Du
     let started = Instant::now();
     loop {
         // The server may not answer for a moment after a restart.
-        if redis.is_up() {
+        if redis.ping() {
             write_record(redis, id, "moved", Some("astronaut"));
             let (status, location) = answer(stack, &format!("/iiif/3/{id}/info.json")).await;
             assert!(status < 500, "{status}");
@@ -408,9 +425,9 @@ async fn time_until_redirects_work(redis: &Redis, stack: &Stack, id: &str) -> Du
 
 #[tokio::test]
 async fn a_dead_redis_never_stops_images_and_redirects_return_with_it() {
-    let mut redis = Redis::start();
+    let mut redis = Redis::new();
     write_record(&redis, "old", "moved", Some("astronaut"));
-    let stack = stack_with_redirects(&redis, "");
+    let stack = stack_with_redirects(&redis, |_| {});
     assert_redirect(
         &stack,
         "/iiif/3/old/info.json",
@@ -454,9 +471,9 @@ async fn a_dead_redis_never_stops_images_and_redirects_return_with_it() {
 
 #[tokio::test]
 async fn a_stopped_redis_costs_at_most_the_lookup_timeout() {
-    let redis = Redis::start();
+    let mut redis = Redis::new();
     write_record(&redis, "old", "moved", Some("astronaut"));
-    let stack = stack_with_redirects(&redis, "    lookup_timeout_ms: 50\n");
+    let stack = stack_with_redirects(&redis, |r| r.lookup_timeout_ms = 50);
     assert_redirect(
         &stack,
         "/iiif/3/old/info.json",
@@ -524,14 +541,14 @@ async fn lookup_latency() {
         .ok()
         .and_then(|v| v.parse().ok())
         .unwrap_or(5000);
-    let redis = Redis::start();
+    let redis = Redis::new();
     let off = Stack::start_with(StackOptions {
         iipsrv_processes: 1,
         ..StackOptions::default()
     });
-    let warm = stack_with_redirects(&redis, "");
+    let warm = stack_with_redirects(&redis, |_| {});
     // A zero time-to-live: every lookup is a Redis read (the cold-cache cost).
-    let cold = stack_with_redirects(&redis, "    cache_ttl_ms: 0\n");
+    let cold = stack_with_redirects(&redis, |r| r.cache_ttl_ms = 0);
     for path in [
         "/iiif/3/astronaut/info.json",
         "/iiif/3/astronaut/full/64,/0/default.jpg",

@@ -1,96 +1,33 @@
 //! The write side of the ID archive end to end: the real `iiif-gateway redirects …` binary and
 //! the admin HTTP API against a real redis-server on a free port.
 
-use std::net::TcpStream;
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Output, Stdio};
-use std::time::{Duration, Instant};
+use std::process::{Command, Output};
 
+use gateway::config::{RawBackend, RawGatewayConfig, RawRedirects};
 use serde_json::{json, Value};
 
-use crate::support::{client, free_port, Stack, StackOptions};
+use crate::support::{client, configure, free_port, scratch_dir, Redis, Stack, StackOptions};
 
 const TOKEN: &str = "e2e-admin-token-0123456789";
 
-/// A redis-server for one test, killed on drop.
-struct Redis {
-    port: u16,
-    child: Child,
-    dir: PathBuf,
-}
-
-impl Redis {
-    // The child is waited for when the `Redis` holding it drops.
-    #[allow(clippy::zombie_processes)]
-    fn start() -> Redis {
-        let dir = std::env::temp_dir().join(format!(
-            "iiif-e2e-redis-{}-{}",
-            std::process::id(),
-            free_port()
-        ));
-        std::fs::create_dir_all(&dir).unwrap();
-        for _ in 0..5 {
-            let port = free_port();
-            let mut child = Command::new("redis-server")
-                .args(["--port", &port.to_string(), "--bind", "127.0.0.1"])
-                .args(["--save", "", "--appendonly", "no"])
-                .arg("--dir")
-                .arg(&dir)
-                .stdout(Stdio::null())
-                .stderr(Stdio::null())
-                .spawn()
-                .expect("redis-server starts (apt install redis-server)");
-            let deadline = Instant::now() + Duration::from_secs(10);
-            while Instant::now() < deadline {
-                if TcpStream::connect(("127.0.0.1", port)).is_ok() {
-                    return Redis { port, child, dir };
-                }
-                if let Ok(Some(_)) = child.try_wait() {
-                    break;
-                }
-                std::thread::sleep(Duration::from_millis(10));
-            }
-            let _ = child.kill();
-            let _ = child.wait();
-        }
-        panic!("redis-server did not start");
-    }
-
-    fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
-    }
-}
-
-impl Drop for Redis {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-        let _ = std::fs::remove_dir_all(&self.dir);
-    }
-}
-
 fn gateway_bin() -> PathBuf {
-    std::env::var_os("IIIF_GATEWAY_BIN")
-        .map(PathBuf::from)
-        .unwrap_or_else(|| {
-            Path::new(env!("CARGO_MANIFEST_DIR"))
-                .parent()
-                .unwrap()
-                .join("target/release/iiif-gateway")
-        })
+    stack::binaries::GATEWAY
+        .require()
+        .unwrap_or_else(|e| panic!("{e}"))
 }
 
-/// A configuration file the CLI accepts; `redirects` is the `gateway.redirects` section body.
-fn config(dir: &Path, redirects: Option<&str>) -> PathBuf {
-    let mut text = String::from(
-        "version: 1\ngateway:\n  listen: 127.0.0.1:1\n  admin_listen: 127.0.0.1:2\n  \
-         backend:\n    addresses: [127.0.0.1:3]\n",
+/// A configuration file the CLI accepts, with `redirects` as `gateway.redirects`, written by
+/// the launcher from the gateway's config types.
+fn config(dir: &Path, redirects: Option<RawRedirects>) -> PathBuf {
+    let mut raw = RawGatewayConfig::new(
+        "127.0.0.1:1".into(),
+        "127.0.0.1:2".into(),
+        RawBackend::new(vec!["127.0.0.1:3".into()]),
     );
-    if let Some(section) = redirects {
-        text.push_str(&format!("  redirects:\n{section}"));
-    }
+    raw.redirects = redirects;
     let path = dir.join(format!("gateway-{}.yaml", free_port()));
-    std::fs::write(&path, text).unwrap();
+    std::fs::write(&path, stack::gateway::standalone_yaml(&raw)).unwrap();
     path
 }
 
@@ -112,13 +49,14 @@ fn text(bytes: &[u8]) -> String {
 
 #[test]
 fn the_cli_edits_imports_and_exports() {
-    let redis = Redis::start();
+    let redis = Redis::new();
+    let dir = scratch_dir();
     let conf = config(
-        &redis.dir,
-        Some(&format!(
-            "    redis_url: {}\n    key_prefix: 'e2e:'\n",
-            redis.url()
-        )),
+        &dir,
+        Some(RawRedirects {
+            key_prefix: "e2e:".into(),
+            ..RawRedirects::new(redis.url())
+        }),
     );
 
     let out = cli(&conf, &["set", "old/1", "new-1", "--reason", "merged"]);
@@ -147,7 +85,7 @@ fn the_cli_edits_imports_and_exports() {
     assert_eq!(cli(&conf, &["show", "unknown"]).status.code(), Some(1));
 
     // An import with bad rows: every one named by line, nothing written.
-    let bad = redis.dir.join("bad.csv");
+    let bad = dir.join("bad.csv");
     std::fs::write(
         &bad,
         "old,new,kind,reason\na,b,moved,\nnewest,old/1,moved,\nc,,sideways,\nd,d,,\n",
@@ -165,7 +103,7 @@ fn the_cli_edits_imports_and_exports() {
     assert_eq!(text(&out.stdout).lines().count(), 2, "nothing was imported");
 
     // A dry run, then the real thing.
-    let good = redis.dir.join("good.yaml");
+    let good = dir.join("good.yaml");
     std::fs::write(
         &good,
         "- {old: a, new: b}\n- {old: b, new: c, reason: renamed}\n- {old: g, kind: gone}\n",
@@ -203,7 +141,7 @@ fn the_cli_edits_imports_and_exports() {
         exported,
         "old,new,kind,reason\na,c,moved,\nb,c,moved,renamed\ng,,gone,\nnew-1,newest,temporary,\nold/1,newest,temporary,merged\n"
     );
-    let file = redis.dir.join("export.csv");
+    let file = dir.join("export.csv");
     assert!(cli(&conf, &["export", file.to_str().unwrap()])
         .status
         .success());
@@ -225,14 +163,14 @@ fn the_cli_edits_imports_and_exports() {
 
 #[test]
 fn setup_problems_are_exit_code_2_and_the_server_flags_still_work() {
-    let redis = Redis::start();
-    let dir = redis.dir.clone();
+    let redis = Redis::new();
+    let dir = scratch_dir();
     let without = config(&dir, None);
     let out = cli(&without, &["list"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out.stderr).contains("gateway.redirects"));
 
-    let dead = config(&dir, Some("    redis_url: redis://127.0.0.1:1/\n"));
+    let dead = config(&dir, Some(RawRedirects::new("redis://127.0.0.1:1/".into())));
     let out = cli(&dead, &["list"]);
     assert_eq!(out.status.code(), Some(2));
     assert!(
@@ -245,7 +183,7 @@ fn setup_problems_are_exit_code_2_and_the_server_flags_still_work() {
     assert_eq!(out.status.code(), Some(2));
 
     // No subcommand: the server's own flags, as before.
-    let valid = config(&dir, Some(&format!("    redis_url: {}\n", redis.url())));
+    let valid = config(&dir, Some(RawRedirects::new(redis.url())));
     let out = Command::new(gateway_bin())
         .args(["-c", valid.to_str().unwrap(), "-t"])
         .output()
@@ -257,12 +195,16 @@ fn setup_problems_are_exit_code_2_and_the_server_flags_still_work() {
 /// The admin API through the real admin listener.
 #[tokio::test]
 async fn the_admin_api_on_the_admin_listener() {
-    let redis = Redis::start();
+    let redis = Redis::new();
+    let url = redis.url();
     let stack = Stack::start_with(StackOptions {
-        extra_gateway_yaml: format!(
-            "  redirects:\n    redis_url: {}\n    key_prefix: 'api:'\n  admin:\n    token: {TOKEN}\n",
-            redis.url()
-        ),
+        configure: configure(move |raw, _| {
+            raw.redirects = Some(RawRedirects {
+                key_prefix: "api:".into(),
+                ..RawRedirects::new(url.clone())
+            });
+            raw.admin.token = Some(TOKEN.into());
+        }),
         ..Default::default()
     });
     let http = client();

@@ -192,8 +192,7 @@ async fn a_dead_iipsrv_process_is_taken_out_and_back_into_rotation() {
         .collect();
     assert_eq!(healthy.iter().filter(|h| **h).count(), 1, "{health}");
 
-    let (images, scratch) = (stack.images.clone(), stack.scratch.clone());
-    stack.iipsrv[0].restart(&images, &scratch, 0);
+    stack.iipsrv[0].restart();
     let mut recovered = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;
@@ -262,8 +261,7 @@ async fn with_every_iipsrv_dead_the_gateway_answers_503_fast_and_recovers() {
     assert_eq!(ready.status(), 503);
     assert!(stack.gateway_alive());
 
-    let (images, scratch) = (stack.images.clone(), stack.scratch.clone());
-    stack.iipsrv[0].restart(&images, &scratch, 0);
+    stack.iipsrv[0].restart();
     let mut served = false;
     for _ in 0..50 {
         tokio::time::sleep(Duration::from_millis(100)).await;

@@ -4,7 +4,7 @@ use std::io::Write;
 use std::path::{Path, PathBuf};
 use std::process::{Command, Output, Stdio};
 
-use lazyfetch::testing::Garage;
+use stack::Garage;
 
 use crate::support::{cache_config, content, masters_config, node};
 

@@ -2,7 +2,7 @@
 
 use std::time::{Duration, Instant};
 
-use lazyfetch::testing::{FaultProxy, Garage, Redis};
+use stack::{FaultProxy, Garage, Redis};
 
 use crate::support::{cache_config, content, lock_config, masters_config, node};
 
@@ -63,9 +63,9 @@ async fn two_nodes_on_one_root_make_one_get() {
 async fn redis_down_does_not_block_downloads() {
     let garage = Garage::new();
     garage.put("solo", content(1000, 12)).await;
-    let redis = Redis::new();
+    let mut redis = Redis::new();
     let url = redis.url();
-    redis.stop();
+    redis.kill();
     let root = tempfile::tempdir().unwrap();
     let mut masters = masters_config(&garage, None);
     masters.lock = Some(lock_config(url));

@@ -3,8 +3,8 @@
 
 use std::time::Duration;
 
-use lazyfetch::testing::{FaultProxy, Garage};
 use lazyfetch::FetchError;
+use stack::{FaultProxy, Garage};
 
 use crate::support::{cache_config, content, files_under, masters_config, node};
 

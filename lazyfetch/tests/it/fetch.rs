@@ -3,8 +3,8 @@
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use lazyfetch::testing::{FaultProxy, Garage};
 use lazyfetch::{CacheLayout, FetchError};
+use stack::{FaultProxy, Garage};
 
 use crate::support::{cache_config, content, files_under, masters_config, node};
 

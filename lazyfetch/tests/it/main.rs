@@ -1,5 +1,5 @@
 //! Integration tests against a real Garage S3 store (and a real Redis for the cross-node lock).
-//! Each test starts its own servers (`lazyfetch::testing`), so tests can stop them freely.
+//! Each test starts its own servers (`stack`, the launcher), so tests can stop them freely.
 //! Needs `garage` (`cargo install garage --locked`) and `redis-server`.
 
 mod support;

@@ -7,8 +7,8 @@ use std::time::{Duration, SystemTime};
 
 use lazyfetch::layout::{DERIVATIVES_ACCESS_FILE, DERIVATIVES_ID_FILE};
 use lazyfetch::size::{ByteSize, Percent};
-use lazyfetch::testing::Garage;
 use lazyfetch::{CacheLayout, PruneOptions};
+use stack::Garage;
 
 use crate::support::{cache_config, content, files_under, masters_config, node};
 

@@ -4,9 +4,9 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use lazyfetch::config::{CacheConfig, LockConfig, MastersConfig, RuleConfig};
-use lazyfetch::testing::Garage;
 use lazyfetch::LazyFetch;
 use prometheus::Registry;
+use stack::Garage;
 
 /// One lazyfetch instance (one gateway node) and its metrics.
 pub struct Node {
