@@ -1,14 +1,6 @@
-//! Single edits: plan against the few records the rules look at, then commit only if none of
-//! them changed meanwhile.
-//!
-//! **Single edits are atomic against concurrent admins** without holding a connection of their
-//! own (the store shares one multiplexed connection, on which `WATCH` would not be ours alone):
-//! an edit reads the records the rules look at, plans with [`model::plan`], then commits with one
-//! Lua script (`lua/commit.lua`) that first compares every record and reverse-index set it read
-//! with what Redis holds now and writes only if nothing changed (optimistic concurrency; a
-//! conflict re-reads and re-plans, a few times). The same script publishes the invalidations, so
-//! a node that hears about an edit can already read it. It also refuses while an import holds
-//! the lock or left a journal.
+//! Single edits: plan against the few records the rules look at, then commit with
+//! `lua/commit.lua` only if none of them changed meanwhile (optimistic concurrency, re-planned
+//! up to [`EDIT_ATTEMPTS`] times; see the store's documentation).
 
 use std::collections::HashMap;
 use std::time::{Duration, SystemTime};

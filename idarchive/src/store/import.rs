@@ -1,11 +1,7 @@
-//! Bulk import: every row checked against the rules and the whole archive before anything is
-//! written, under the import lock.
-//!
-//! **Imports** hold the lock key `P import-lock` from loading the archive to the last write;
-//! single edits refuse to commit while it exists, so an import plans against an archive nobody
-//! else changes. Every row is checked (with the same engine, over the whole archive in memory)
-//! before anything is written. Up to [`ATOMIC_RECORDS`] changed records are written in one
-//! script call, all or nothing; bigger imports go through the journal (`journal.rs`).
+//! Bulk import under the lock `P import-lock`: every row checked against the rules and the
+//! whole archive before anything is written; up to [`ATOMIC_RECORDS`] changed records written in
+//! one script call, more through the journal (`journal.rs`). See the store's documentation for
+//! what a failure leaves behind.
 
 use std::time::{Duration, Instant, SystemTime};
 

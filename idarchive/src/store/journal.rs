@@ -1,12 +1,7 @@
-//! The journal of a large import, and how an interrupted one is finished.
-//!
-//! **What a failed import leaves behind.** An import that changes more records than one script
-//! call should write first stores its planned changes in `P import-journal` (completed by
-//! `P import-journal-meta`), then writes them in calls of [`BATCH_RECORDS`] records, each
-//! writing its records and dropping them from the journal atomically. If it stops part way,
-//! [`RedirectStore::resume`] writes the rest of the journal exactly as planned (the rows are not
-//! re-applied to the half-written archive; the model's property tests show why that would not
-//! always end in the same place).
+//! The journal of a large import (`P import-journal`, completed by `P import-journal-meta`):
+//! written whole before the first record, then consumed by batches of [`BATCH_RECORDS`] that
+//! each write their records and drop them from it atomically, so that [`RedirectStore::resume`]
+//! finishes an interrupted import exactly as planned.
 
 use redis::AsyncCommands;
 use serde::{Deserialize, Serialize};

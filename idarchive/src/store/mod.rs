@@ -2,15 +2,15 @@
 //! `docs/redirects.md`.
 //!
 //! **One writer.** Every record is written by the same Lua function (`lua/write_records.lua`,
-//! see [`scripts`]): the hash, `P ids`, `P pointing:*` and the history entry together, inside
+//! see `scripts.rs`): the hash, `P ids`, `P pointing:*` and the history entry together, inside
 //! one script call, so a record and its indexes never disagree, whoever wrote it. Records are
 //! read with the one codec ([`crate::codec`]) under the one key layout ([`crate::keys`]).
 //!
 //! **Single edits are atomic against concurrent admins** without holding a connection of their
 //! own (the store shares one multiplexed connection, on which `WATCH` would not be ours alone):
-//! an edit reads the records the rules look at, plans with [`crate::model::plan`], then commits with one
-//! Lua script that first compares every record and reverse-index set it read with what Redis holds
-//! now and writes only if nothing changed (optimistic concurrency; a conflict re-reads and
+//! an edit reads the records the rules look at, plans with [`crate::model::plan`], then commits
+//! with one Lua script that first compares every record and reverse-index set it read with what
+//! Redis holds now and writes only if nothing changed (optimistic concurrency; a conflict re-reads and
 //! re-plans, a few times). The same script publishes the invalidations, so a node that hears
 //! about an edit can already read it.
 //!

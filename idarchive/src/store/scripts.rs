@@ -1,13 +1,7 @@
-//! The Lua scripts of the store (in `lua/`, loaded at compile time) and their arguments.
-//!
-//! **One writer.** Every record is written by the same Lua function (`lua/write_records.lua`):
-//! the hash, `P ids`, `P pointing:*` and the history entry together, inside one script call, so
-//! a record and its indexes never disagree, whoever wrote it. Two scripts call it: a single
-//! edit's commit (`lua/commit.lua`) and an import batch (`lua/batch.lua`). `lua/release.lua`
+//! The Lua scripts of the store (files in `lua/`, compiled in) and their arguments:
+//! `write_records.lua` is the one writer of records (see the store's documentation), called by
+//! a single edit's commit (`commit.lua`) and by an import batch (`batch.lua`); `release.lua`
 //! frees the import lock.
-//!
-//! The scripts touch keys they only learn while running (not declared in `KEYS`), so the store
-//! needs a single Redis server (or a primary), not a cluster.
 
 use std::sync::LazyLock;
 
