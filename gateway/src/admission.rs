@@ -30,7 +30,7 @@
 
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 pub mod cost;
 pub mod policy;
@@ -45,22 +45,22 @@ use policy::RawLanes;
 /// One flat section in YAML, resolved into two parts: the cost thresholds ([`CostThresholds`])
 /// and the lanes ([`AdmissionConfig`]). (The two halves cannot be separate serde structs
 /// flattened into this one: `flatten` does not work with `deny_unknown_fields`.)
-#[derive(Debug, Default, Deserialize)]
+#[derive(Debug, Default, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawAdmission {
     /// A request is large when iipsrv decodes more pixels than this (tiles of the level it
     /// reads). Default 4194304 (2048²).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub large_decoded_pixels: Option<u64>,
     /// …or when it writes more pixels than this. Default 1048576 (1024²).
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub large_output_pixels: Option<u64>,
     /// Processes large requests may hold at once. Default: half the processes rounded up,
     /// never all of them when there are two or more.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub large_max_slots: Option<usize>,
     /// A large request waiting this long goes before small ones. Default 2000.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub large_first_after_ms: Option<u64>,
     #[serde(default)]
     pub small: RawLane,

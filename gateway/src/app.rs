@@ -281,7 +281,7 @@ impl Gateway {
         };
         self.metrics
             .redirects
-            .with_label_values(&[redirect.kind()])
+            .with_label_values(&[redirect.kind().as_str()])
             .inc();
         let settings = self.config.redirects.as_ref()?;
         let cache_control = &self.config.cache_control.redirect;

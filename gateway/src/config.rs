@@ -67,9 +67,8 @@ pub struct RawGatewayConfig {
     #[serde(default)]
     pub derivatives: RawDerivatives,
     /// Cost-aware admission to the iipsrv pool (lanes, slots, queue bounds, waits): see
-    /// `crate::admission`. Every key is optional. Not written back (`RawAdmission` is not
-    /// serialisable yet): a launcher-written file uses the defaults.
-    #[serde(default, skip_serializing)]
+    /// `crate::admission`. Every key is optional.
+    #[serde(default)]
     pub admission: crate::admission::RawAdmission,
 }
 

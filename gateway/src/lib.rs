@@ -13,7 +13,9 @@
 //! - [`backend`]: iipsrv as the gateway asks it, over the [`fcgi`] pool;
 //! - [`render`]: what iipsrv 1.1 cannot do (PNG, GIF, WebP, TIFF, arbitrary rotation);
 //! - [`public_url`]: the public origin of ids and links;
-//! - [`service`] and [`admin`]: the Pingora listeners (public IIIF, admin metrics/health);
+//! - [`redirects`]: the cached lookup of the ID archive (crate `idarchive`);
+//! - [`service`] and [`admin`]: the Pingora listeners (public IIIF; admin metrics, health and
+//!   the admin APIs for redirects and images);
 //! - [`config`] and [`metrics`].
 
 pub mod admin;
@@ -26,7 +28,6 @@ pub mod derivatives;
 pub mod error;
 pub mod facts;
 pub mod fcgi;
-pub mod images_api;
 pub mod masters;
 pub mod metrics;
 pub mod public_url;

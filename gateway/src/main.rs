@@ -20,9 +20,9 @@ use gateway::config::{self, GatewayConfig};
 use gateway::fcgi::{BackendPool, PoolConfig};
 use gateway::metrics::Metrics;
 use gateway::redirects::lookup::{self as redirect_lookup, RedirectLookup};
-use gateway::redirects::store::RedirectStore;
-use gateway::redirects::{self, cli::RedirectsArgs};
 use gateway::service::PublicService;
+use idarchive::cli::RedirectsArgs;
+use idarchive::store::RedirectStore;
 
 /// IIIF Image API 3.0 and 2.1 (level 2) gateway in front of stock iipsrv 1.1.
 ///
@@ -67,7 +67,13 @@ fn main() -> ExitCode {
         // An admin command: quiet logs, and only the `gateway:` section matters.
         env_logger::Builder::from_env(env_logger::Env::default().default_filter_or("warn")).init();
         return match load_gateway_config(&cli) {
-            Ok(config) => redirects::cli::run(config.redirects.as_ref(), args),
+            Ok(config) => {
+                let settings = config.redirects.map(|r| idarchive::cli::Settings {
+                    redis_url: r.redis_url,
+                    key_prefix: r.key_prefix,
+                });
+                idarchive::cli::run(settings.as_ref(), args)
+            }
             Err(message) => {
                 eprintln!("iiif-gateway: {message}");
                 ExitCode::from(2)
@@ -108,7 +114,7 @@ fn load(cli: &Cli) -> Result<(ServerConf, GatewayConfig), String> {
         std::fs::read_to_string(&cli.conf).map_err(|e| format!("cannot read {path}: {e}"))?;
     let gateway_config = config::parse(&text).map_err(|e| format!("{path}: {e}"))?;
     if let Some(redirects) = &gateway_config.redirects {
-        redirect_lookup::check_redis_url(&redirects.redis_url)
+        redis_url::check(&redirects.redis_url)
             .map_err(|e| format!("{path}: gateway.redirects.redis_url: {e}"))?;
     }
     if let (Some(cache), Some(masters)) = (&gateway_config.cache, &gateway_config.masters) {

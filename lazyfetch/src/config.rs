@@ -484,7 +484,7 @@ impl MastersConfig {
         }
         if let Some(lock) = &self.lock {
             let at = format!("{MASTERS}.lock");
-            if let Err(error) = redis::Client::open(lock.redis_url.as_str()) {
+            if let Err(error) = redis_url::check(&lock.redis_url) {
                 errors.add(
                     format!("{at}.redis_url"),
                     format!("invalid Redis URL: {error}"),

@@ -58,7 +58,8 @@ pub(crate) struct NodeLock {
 
 struct Inner {
     client: redis::Client,
-    url: String,
+    /// The server's URL without its password, for log lines.
+    shown_url: String,
     connection: OnceCell<ConnectionManager>,
     /// Set when connecting failed; no new attempt before it.
     retry_connect_at: Mutex<Option<Instant>>,
@@ -73,7 +74,7 @@ impl NodeLock {
         Ok(NodeLock {
             inner: Arc::new(Inner {
                 client: redis::Client::open(config.redis_url.as_str())?,
-                url: config.redis_url.clone(),
+                shown_url: redis_url::redact(&config.redis_url),
                 connection: OnceCell::new(),
                 retry_connect_at: Mutex::new(None),
                 ttl: Duration::from_millis(config.ttl_ms),
@@ -108,14 +109,14 @@ impl NodeLock {
             Ok(Err(error)) => {
                 log::warn!(
                     "download lock at {}: {error}; downloading without it",
-                    inner.url
+                    inner.shown_url
                 );
                 Acquire::RedisUnavailable
             }
             Err(_) => {
                 log::warn!(
                     "download lock at {}: no answer within {:?}; downloading without it",
-                    inner.url,
+                    inner.shown_url,
                     inner.timeout
                 );
                 Acquire::RedisUnavailable
@@ -157,7 +158,7 @@ impl Inner {
             Err(reason) => {
                 log::warn!(
                     "download lock: cannot reach redis at {}: {reason}; downloading without the lock for {:?}",
-                    self.url,
+                    self.shown_url,
                     RECONNECT_AFTER
                 );
                 *self

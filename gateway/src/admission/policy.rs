@@ -12,7 +12,7 @@
 use std::fmt;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 
 /// Weight of the newest service time in a lane's moving average: about the last twenty
 /// requests count. The small lane mixes 2-ms tiles with 50-ms 1024-px renders, so a shorter
@@ -323,15 +323,15 @@ fn duration_from_secs(seconds: f64) -> Duration {
 // === configuration ===
 
 /// `gateway.admission.small` or `.large`.
-#[derive(Debug, Default, Clone, Copy, Deserialize)]
+#[derive(Debug, Default, Clone, Copy, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct RawLane {
     /// Requests waiting in the lane at most. Defaults: small 1000, large 100.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_queue: Option<usize>,
     /// The longest wait for a process, at most `backend.queue_timeout_ms`. Defaults: small
     /// 750 (or the queue timeout if shorter), large the queue timeout.
-    #[serde(default)]
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub max_wait_ms: Option<u64>,
 }
 

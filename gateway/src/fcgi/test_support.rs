@@ -1,6 +1,6 @@
 //! Real iipsrv processes and real pyramid TIFFs for tests.
 //!
-//! [`Iipsrv::spawn`] starts the Debian `iipsrv.fcgi` on a free loopback port (or a Unix socket)
+//! [`Iipsrv::spawn`] starts iipsrv (found as `stack::binaries::IIPSRV` says) on a free loopback port (or a Unix socket)
 //! with memcached disabled and one OpenMP thread, and kills it on drop. [`images`] makes the test
 //! images once per test binary with `vips`.
 
@@ -10,8 +10,6 @@ use std::process::{Child, Command, Stdio};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::OnceLock;
 use std::time::{Duration, Instant};
-
-pub(crate) const IIPSRV: &str = "/usr/lib/iipimage-server/iipsrv.fcgi";
 
 /// Test images as (file name, width, height): square, odd-sized, a 5 Mpx photo size, and the
 /// 1000×750 image of the crash list.
@@ -228,19 +226,24 @@ impl Drop for Iipsrv {
 }
 
 fn launch(images: &Path, bind: &str, scratch: &Path) -> Child {
-    Command::new(IIPSRV)
-        .args(["--bind", bind])
-        .env("FILESYSTEM_PREFIX", format!("{}/", images.display()))
-        .env("MEMCACHED_SERVERS", "")
-        .env("MAX_CVT", "5000")
-        .env("LOGFILE", scratch.join("iipsrv.log"))
-        .env("VERBOSITY", "0")
-        .env("OMP_NUM_THREADS", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::null())
-        .stderr(Stdio::null())
-        .spawn()
-        .expect("iipsrv is installed")
+    // Where the workspace's launcher finds it (`IIPSRV_BIN` overrides the Debian path).
+    Command::new(
+        stack::binaries::IIPSRV
+            .require()
+            .unwrap_or_else(|e| panic!("{e}")),
+    )
+    .args(["--bind", bind])
+    .env("FILESYSTEM_PREFIX", format!("{}/", images.display()))
+    .env("MEMCACHED_SERVERS", "")
+    .env("MAX_CVT", "5000")
+    .env("LOGFILE", scratch.join("iipsrv.log"))
+    .env("VERBOSITY", "0")
+    .env("OMP_NUM_THREADS", "1")
+    .stdin(Stdio::null())
+    .stdout(Stdio::null())
+    .stderr(Stdio::null())
+    .spawn()
+    .expect("iipsrv is installed")
 }
 
 /// Waits until the socket accepts connections; false if the process exited instead.

@@ -5,34 +5,40 @@
 //!
 //! - **Answers are cached in process**, positive and negative alike (most identifiers are not
 //!   retired, so "not redirected" is the answer the cache exists for), for `cache_ttl`, in a
-//!   bounded map. Concurrent lookups of one uncached identifier share one Redis read (single
-//!   flight).
+//!   bounded map ([`coalesce::TtlMap`]: when full, expired answers go first, then the older
+//!   half). Concurrent lookups of one uncached identifier share one Redis read
+//!   ([`coalesce::SingleFlight::detached`]).
 //! - **A lookup never blocks a request for longer than `lookup_timeout`.** The Redis read runs in
 //!   its own task; a request that stops waiting is answered [`Lookup::Unknown`] (the caller serves
 //!   the image as if it were not retired: fail open), and the read still fills the cache when it
-//!   completes.
+//!   completes (a detached flight finishes whoever waits for it).
 //! - **A failing Redis costs nothing per request.** After a failure a circuit breaker skips Redis
 //!   for a backoff period (100 ms, doubling to 5 s, reset by the first fast success). While it is
 //!   open, lookups answer from the last known record of the identifier if there is one (Redis
-//!   being down, nobody can have changed it), and [`Lookup::Unknown`] otherwise.
+//!   being down, nobody can have changed it; an expired answer stays in the map as this
+//!   fallback until the map needs room), and [`Lookup::Unknown`] otherwise.
 //!
 //! Freshness comes from the invalidation channel (`{prefix}invalidate`, see
 //! [`invalidations::run`]): every edit publishes the identifier, and every node evicts it within
-//! a round trip. The time-to-live bounds the damage of a missed message.
+//! a round trip. The time-to-live bounds the damage of a missed message. **An invalidation is
+//! never undone by a read that started before it**: every invalidation starts a new epoch; a
+//! read keeps its answer only if no invalidation came in while it ran, and lookups after an
+//! invalidation start a read of their own instead of joining one from before it (reads are keyed
+//! by epoch and identifier). Invalidations are rare (admin edits), so an invalidation of one
+//! identifier costing a few extra reads of others in flight at that moment is cheap.
 //!
-//! This module does not write to Redis; the record format is the contract in `docs/redirects.md`.
-//! Errors never leave this module: they are counted in
-//! `iiif_gateway_redirect_errors_total{reason}` and logged when the breaker changes state.
+//! This module does not write to Redis; it reads records in the layout of [`idarchive::keys`]
+//! through [`idarchive::codec`], like the store. Errors never leave this module: they are
+//! counted in `iiif_gateway_redirect_errors_total{reason}` and logged when the breaker changes
+//! state.
 
-use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::Duration;
 
 use async_trait::async_trait;
+use coalesce::{Boarding, SingleFlight, TtlMap};
 use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 use prometheus::IntCounter;
-use tokio::sync::watch;
 use tokio::time::Instant;
 
 use crate::config::RedirectsConfig;
@@ -41,14 +47,15 @@ use crate::metrics::Metrics;
 pub mod invalidations;
 mod source;
 
-pub use source::{check_redis_url, RedisSource};
+pub use idarchive::Redirect;
+pub use source::RedisSource;
 
 /// The shortest time the breaker keeps Redis skipped after a failure.
 const MIN_BACKOFF: Duration = Duration::from_millis(100);
 /// The longest; a dead Redis is retried this often.
 const MAX_BACKOFF: Duration = Duration::from_secs(5);
 /// A Redis read is abandoned after this long, whatever `lookup_timeout` says, so that a stuck
-/// connection cannot pin a cache slot.
+/// connection cannot hold a read in flight for long.
 const MIN_READ_DEADLINE: Duration = Duration::from_secs(1);
 
 /// Everything except the RFC 3986 unreserved characters `[A-Za-z0-9._~-]`: a target identifier
@@ -62,28 +69,6 @@ const SEGMENT_ENCODE_SET: &AsciiSet = &NON_ALPHANUMERIC
 /// Percent-encodes a decoded identifier as one URL path segment.
 pub fn encode_segment(identifier: &str) -> String {
     utf8_percent_encode(identifier, SEGMENT_ENCODE_SET).to_string()
-}
-
-/// What the archive says about a retired identifier.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Redirect {
-    /// Moved permanently (301 or 308) to `target`.
-    Moved { target: Arc<str> },
-    /// Moved temporarily (302 or 307) to `target`.
-    Temporary { target: Arc<str> },
-    /// Withdrawn (410).
-    Gone,
-}
-
-impl Redirect {
-    /// The record's `kind` as stored in Redis and used as a metrics label.
-    pub fn kind(&self) -> &'static str {
-        match self {
-            Redirect::Moved { .. } => "moved",
-            Redirect::Temporary { .. } => "temporary",
-            Redirect::Gone => "gone",
-        }
-    }
 }
 
 /// The answer to one lookup.
@@ -103,6 +88,11 @@ impl From<Option<Redirect>> for Lookup {
     }
 }
 
+/// The answer from what was known before, when Redis cannot be asked.
+fn fallback(stale: Option<Option<Redirect>>) -> Lookup {
+    stale.map_or(Lookup::Unknown, Lookup::from)
+}
+
 /// Why a read of the archive failed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum ReadError {
@@ -110,8 +100,8 @@ pub enum ReadError {
     Connection(String),
     /// Redis answered with an error that concerns every key (authentication, loading, …).
     Server(String),
-    /// The record exists but does not follow the data model; the identifier is served as if
-    /// it were not retired, and the problem logged.
+    /// The record exists but does not follow the data model (`idarchive::codec`); the
+    /// identifier is served as if it were not retired, and the problem logged.
     InvalidRecord(String),
 }
 
@@ -150,25 +140,17 @@ impl From<&RedirectsConfig> for LookupSettings {
     }
 }
 
-/// The state of one read in flight; waiters watch it until it holds the outcome.
-type ReadOutcome = Option<Result<Option<Redirect>, ReadError>>;
+/// The outcome of one read, shared by the lookups that waited for it.
+type ReadResult = Result<Option<Redirect>, ReadError>;
 
-/// One identifier in the cache.
-enum Entry {
-    /// The archive's answer, fresh until `fresh_until`; kept after that as the fallback for
-    /// when Redis cannot be asked (until it is replaced or the map needs room).
-    Known {
-        record: Option<Redirect>,
-        fresh_until: Instant,
-    },
-    /// A read is in flight.
-    Reading {
-        generation: u64,
-        started: Instant,
-        outcome: watch::Receiver<ReadOutcome>,
-        /// The previous answer, if any, for the waiters to fall back on.
-        stale: Option<Option<Redirect>>,
-    },
+/// The answers known, and the epoch they belong to.
+struct Answers {
+    /// The archive's answer per identifier, fresh until its time-to-live, then kept as the
+    /// fallback for when Redis cannot be asked (until it is replaced or the map needs room).
+    known: TtlMap<String, Option<Redirect>>,
+    /// Bumped by every invalidation: a read started in an earlier epoch does not keep its
+    /// answer, and lookups in this one do not join it.
+    epoch: u64,
 }
 
 /// The cache of archive answers in front of a [`RecordSource`].
@@ -176,9 +158,11 @@ pub struct RedirectLookup {
     source: Arc<dyn RecordSource>,
     /// The same source when it is Redis, for the subscriber and the warm-up.
     redis: Option<Arc<RedisSource>>,
-    entries: Mutex<HashMap<String, Entry>>,
+    answers: Mutex<Answers>,
+    /// Reads in flight, keyed `{epoch}:{identifier}`; detached, so a read whose requests gave up
+    /// still fills the cache.
+    reads: Arc<SingleFlight<ReadResult>>,
     breaker: Mutex<Breaker>,
-    generations: AtomicU64,
     settings: LookupSettings,
     read_deadline: Duration,
     metrics: Arc<Metrics>,
@@ -190,8 +174,8 @@ pub struct RedirectLookup {
 enum Step {
     Answer(Lookup),
     Wait {
-        outcome: watch::Receiver<ReadOutcome>,
-        started: Instant,
+        read: Boarding<ReadResult>,
+        /// The previous answer, if any, to fall back on.
         stale: Option<Option<Redirect>>,
     },
 }
@@ -219,8 +203,8 @@ impl RedirectLookup {
         metrics: Arc<Metrics>,
     ) -> Self {
         // Create every series up front, so dashboards show zeros rather than gaps.
-        for kind in ["moved", "temporary", "gone"] {
-            metrics.redirects.with_label_values(&[kind]);
+        for kind in idarchive::Kind::ALL {
+            metrics.redirects.with_label_values(&[kind.as_str()]);
         }
         for reason in [
             "timeout",
@@ -235,14 +219,14 @@ impl RedirectLookup {
         RedirectLookup {
             source,
             redis: None,
-            entries: Mutex::new(HashMap::new()),
+            answers: Mutex::new(Answers {
+                known: TtlMap::new(settings.cache_capacity),
+                epoch: 0,
+            }),
+            reads: Arc::new(SingleFlight::new()),
             breaker: Mutex::new(Breaker::default()),
-            generations: AtomicU64::new(0),
             read_deadline: read_deadline(settings.lookup_timeout),
-            settings: LookupSettings {
-                cache_capacity: settings.cache_capacity.max(1),
-                ..settings
-            },
+            settings,
             cache_hits: metrics.redirect_cache_lookups.with_label_values(&["hit"]),
             cache_misses: metrics.redirect_cache_lookups.with_label_values(&["miss"]),
             metrics,
@@ -251,116 +235,63 @@ impl RedirectLookup {
 
     /// What the archive says about `identifier` (decoded), within `lookup_timeout`.
     pub async fn lookup(self: &Arc<Self>, identifier: &str) -> Lookup {
-        let step = self.step(identifier);
-        let (mut outcome, started, stale) = match step {
+        let started = Instant::now();
+        let (read, stale) = match self.step(identifier, started) {
             Step::Answer(answer) => return answer,
-            Step::Wait {
-                outcome,
-                started,
-                stale,
-            } => (outcome, started, stale),
+            Step::Wait { read, stale } => (read, stale),
         };
-        let waited = tokio::time::timeout(
-            self.settings.lookup_timeout,
-            outcome.wait_for(Option::is_some),
-        )
-        .await;
-        let fallback = || stale.clone().map_or(Lookup::Unknown, Lookup::from);
-        match waited {
-            Ok(Ok(outcome)) => match outcome.as_ref() {
-                Some(Ok(record)) => Lookup::from(record.clone()),
-                Some(Err(ReadError::InvalidRecord(_))) => Lookup::NotRedirected,
-                _ => fallback(),
-            },
+        match tokio::time::timeout(self.settings.lookup_timeout, read.answer()).await {
+            Ok(Some(Ok(record))) => Lookup::from(record),
+            Ok(Some(Err(ReadError::InvalidRecord(_)))) => Lookup::NotRedirected,
+            Ok(Some(Err(_))) => fallback(stale),
             // The read task was dropped (runtime shutting down).
-            Ok(Err(_)) => fallback(),
+            Ok(None) => fallback(stale),
             Err(_) => {
                 self.count_error("timeout");
+                // Reads that started before the breaker opened were accounted for already; a
+                // lookup that joined a read waited no longer than it, so its start serves.
                 self.record_failure(started, "no answer within lookup_timeout");
-                fallback()
+                fallback(stale)
             }
         }
     }
 
-    /// Decides under the lock: answer from memory, join a read in flight, or start one.
-    fn step(self: &Arc<Self>, identifier: &str) -> Step {
-        let now = Instant::now();
-        let mut entries = self.entries.lock().expect("redirect cache lock");
-        let stale = match entries.get(identifier) {
-            Some(Entry::Known {
-                record,
-                fresh_until,
-            }) => {
-                if now < *fresh_until {
-                    self.cache_hits.inc();
-                    return Step::Answer(Lookup::from(record.clone()));
-                }
-                Some(record.clone())
+    /// Decides under the lock: answer from memory, or join (or start) the read of this epoch.
+    fn step(self: &Arc<Self>, identifier: &str, now: Instant) -> Step {
+        let answers = self.answers();
+        let stale = match answers.known.get(identifier, now) {
+            Some(found) if found.fresh => {
+                self.cache_hits.inc();
+                return Step::Answer(Lookup::from(found.value.clone()));
             }
-            Some(Entry::Reading {
-                started,
-                outcome,
-                stale,
-                ..
-            }) => {
-                // A read older than its deadline was lost (its task dropped); start another.
-                if now.duration_since(*started) <= self.read_deadline {
-                    self.cache_misses.inc();
-                    // Redis is failing: joining the read would cost the timeout for nothing.
-                    if self.breaker.lock().expect("breaker lock").is_open(now) {
-                        self.count_error("circuit_open");
-                        return Step::Answer(stale.clone().map_or(Lookup::Unknown, Lookup::from));
-                    }
-                    return Step::Wait {
-                        outcome: outcome.clone(),
-                        started: *started,
-                        stale: stale.clone(),
-                    };
-                }
-                stale.clone()
-            }
+            Some(found) => Some(found.value.clone()),
             None => None,
         };
         self.cache_misses.inc();
-        if !self.breaker.lock().expect("breaker lock").allows(now) {
+        let mut breaker = self.breaker.lock().unwrap_or_else(|e| e.into_inner());
+        if breaker.is_open(now) {
+            // Redis is failing: even joining a read in flight would cost the timeout for nothing.
             self.count_error("circuit_open");
-            return Step::Answer(stale.map_or(Lookup::Unknown, Lookup::from));
+            return Step::Answer(fallback(stale));
         }
-        if entries.len() >= self.settings.cache_capacity && !entries.contains_key(identifier) {
-            make_room(&mut entries, now, self.settings.cache_capacity);
-        }
-        let generation = self.generations.fetch_add(1, Ordering::Relaxed);
-        let (sender, outcome) = watch::channel(None);
-        entries.insert(
-            identifier.to_owned(),
-            Entry::Reading {
-                generation,
-                started: now,
-                outcome: outcome.clone(),
-                stale: stale.clone(),
-            },
-        );
-        drop(entries);
+        let epoch = answers.epoch;
         let lookup = Arc::clone(self);
-        let identifier = identifier.to_owned();
-        tokio::spawn(async move {
-            lookup.read(identifier, generation, now, sender).await;
-        });
-        Step::Wait {
-            outcome,
-            started: now,
-            stale,
-        }
+        let owned = identifier.to_owned();
+        let read = self
+            .reads
+            .detached(&format!("{epoch}:{identifier}"), move || {
+                // Starting a read: past its backoff, the breaker lets this one through as the
+                // probe and holds the others back meanwhile (it is not open, so it allows).
+                let allowed = breaker.allows(now);
+                debug_assert!(allowed);
+                drop(breaker);
+                async move { lookup.read(owned, epoch, now).await }
+            });
+        Step::Wait { read, stale }
     }
 
-    /// Reads one record from the source, stores it, and tells the waiters.
-    async fn read(
-        &self,
-        identifier: String,
-        generation: u64,
-        started: Instant,
-        sender: watch::Sender<ReadOutcome>,
-    ) {
+    /// Reads one record from the source and keeps it (unless an invalidation came in meanwhile).
+    async fn read(&self, identifier: String, epoch: u64, started: Instant) -> ReadResult {
         let result =
             match tokio::time::timeout(self.read_deadline, self.source.read(&identifier)).await {
                 Ok(result) => result,
@@ -394,70 +325,48 @@ impl RedirectLookup {
                 self.record_failure(started, &format!("{error:?}"));
             }
         }
-        self.settle(&identifier, generation, &result);
-        let _ = sender.send(Some(result));
+        // Kept before the flight lands, so a lookup right after it finds the answer.
+        self.keep(identifier, epoch, &result);
+        result
     }
 
-    /// Replaces the read's slot with its outcome, unless an invalidation removed or replaced it
-    /// meanwhile (then the answer may predate the edit and is given to the waiters only).
-    fn settle(
-        &self,
-        identifier: &str,
-        generation: u64,
-        result: &Result<Option<Redirect>, ReadError>,
-    ) {
-        let mut entries = self.entries.lock().expect("redirect cache lock");
-        let Some(Entry::Reading {
-            generation: current,
-            stale,
-            ..
-        }) = entries.get(identifier)
-        else {
-            return;
+    /// Stores a read's answer, unless an invalidation came in since the read started (then the
+    /// answer may predate the edit and is given to the waiters only). A failed read leaves the
+    /// previous answer in place, as the fallback.
+    fn keep(&self, identifier: String, epoch: u64, result: &ReadResult) {
+        let answer = match result {
+            Ok(record) => record.clone(),
+            // Cached as "not retired", so a bad record does not cost a Redis read per request.
+            Err(ReadError::InvalidRecord(_)) => None,
+            Err(_) => return,
         };
-        if *current != generation {
+        let mut answers = self.answers();
+        if answers.epoch != epoch {
             return;
         }
         let now = Instant::now();
-        let known = match result {
-            Ok(record) => Some((record.clone(), now + self.settings.cache_ttl)),
-            // Cached as "not retired", so a bad record does not cost a Redis read per request.
-            Err(ReadError::InvalidRecord(_)) => Some((None, now + self.settings.cache_ttl)),
-            // Keep the previous answer as the fallback, already stale.
-            Err(_) => stale.clone().map(|record| (record, now)),
-        };
-        match known {
-            Some((record, fresh_until)) => {
-                entries.insert(
-                    identifier.to_owned(),
-                    Entry::Known {
-                        record,
-                        fresh_until,
-                    },
-                );
-            }
-            None => {
-                entries.remove(identifier);
-            }
-        }
+        answers
+            .known
+            .insert(identifier, answer, now + self.settings.cache_ttl, now);
     }
 
     /// Forgets what is known about `identifier` (its record changed).
     pub fn purge(&self, identifier: &str) {
-        self.entries
-            .lock()
-            .expect("redirect cache lock")
-            .remove(identifier);
+        let mut answers = self.answers();
+        answers.known.remove(identifier);
+        answers.epoch += 1;
     }
 
     /// Forgets everything (a bulk import, or invalidations that may have been missed).
     pub fn purge_all(&self) {
-        self.entries.lock().expect("redirect cache lock").clear();
+        let mut answers = self.answers();
+        answers.known.clear();
+        answers.epoch += 1;
     }
 
-    /// Number of identifiers held (fresh, stale or being read).
+    /// Number of identifiers held (fresh or stale).
     pub fn len(&self) -> usize {
-        self.entries.lock().expect("redirect cache lock").len()
+        self.answers().known.len()
     }
 
     pub fn is_empty(&self) -> bool {
@@ -468,8 +377,13 @@ impl RedirectLookup {
     pub fn circuit_open(&self) -> bool {
         self.breaker
             .lock()
-            .expect("breaker lock")
+            .unwrap_or_else(|e| e.into_inner())
             .is_open(Instant::now())
+    }
+
+    /// The answers, also after a panic elsewhere: every critical section leaves them consistent.
+    fn answers(&self) -> MutexGuard<'_, Answers> {
+        self.answers.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     fn count_error(&self, reason: &str) {
@@ -483,7 +397,7 @@ impl RedirectLookup {
         let opened = self
             .breaker
             .lock()
-            .expect("breaker lock")
+            .unwrap_or_else(|e| e.into_inner())
             .failure(started, Instant::now());
         if let Some(backoff) = opened {
             log::warn!(
@@ -493,7 +407,12 @@ impl RedirectLookup {
     }
 
     fn record_success(&self) {
-        if self.breaker.lock().expect("breaker lock").success() {
+        if self
+            .breaker
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .success()
+        {
             log::info!("redirect lookups: Redis answers again");
         }
     }
@@ -502,33 +421,6 @@ impl RedirectLookup {
 /// The read deadline for a given request timeout.
 fn read_deadline(lookup_timeout: Duration) -> Duration {
     lookup_timeout.max(MIN_READ_DEADLINE)
-}
-
-/// Removes expired answers, then the older half of the rest if that was not enough. Runs only
-/// when the map is full, so its cost is spread over many insertions. Reads in flight stay.
-fn make_room(entries: &mut HashMap<String, Entry>, now: Instant, capacity: usize) {
-    entries.retain(|_, entry| match entry {
-        Entry::Known { fresh_until, .. } => now < *fresh_until,
-        Entry::Reading { .. } => true,
-    });
-    if entries.len() >= capacity {
-        let mut expiries: Vec<Instant> = entries
-            .values()
-            .filter_map(|entry| match entry {
-                Entry::Known { fresh_until, .. } => Some(*fresh_until),
-                Entry::Reading { .. } => None,
-            })
-            .collect();
-        if expiries.is_empty() {
-            return;
-        }
-        expiries.sort_unstable();
-        let cutoff = expiries[expiries.len() / 2];
-        entries.retain(|_, entry| match entry {
-            Entry::Known { fresh_until, .. } => *fresh_until > cutoff,
-            Entry::Reading { .. } => true,
-        });
-    }
 }
 
 // === impl Breaker ===

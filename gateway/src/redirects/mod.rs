@@ -1,9 +1,5 @@
-//! The ID archive of retired identifiers (see `docs/redirects.md`): its rules, its Redis store, and
-//! the admin tools that edit it.
+//! The gateway's side of the ID archive (crate `idarchive`, see `docs/redirects.md`): the cached
+//! lookup on the request path. The store, its rules and the admin CLI are `idarchive`'s; the
+//! admin HTTP API is `admin::redirects`.
 
-pub mod admin_api;
-pub mod cli;
-pub mod import;
 pub mod lookup;
-pub mod model;
-pub mod store;

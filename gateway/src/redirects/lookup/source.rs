@@ -1,33 +1,27 @@
 //! Records read from Redis: one `HMGET {prefix}redirect:{id} kind target` per lookup, over a
-//! [`ConnectionManager`] (one multiplexed connection, reconnected when it drops).
+//! [`ConnectionManager`] (one multiplexed connection, reconnected when it drops), decoded by
+//! [`idarchive::codec`] under the key layout of [`idarchive::keys`], as the store reads them.
 //!
 //! The manager is created on first use, on the runtime of whoever asks first (a Pingora service
 //! runtime, never `main` before the fork). Connection and response timeouts are set on it, so a
 //! dead or stopped Redis fails reads instead of holding tasks; the reconnection retries are few
 //! because the lookup's circuit breaker does the backing off.
 
-use std::sync::{Arc, OnceLock};
+use std::sync::OnceLock;
 use std::time::Duration;
 
 use async_trait::async_trait;
+use idarchive::codec;
+use idarchive::keys::Keys;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
 use redis::{Client, RedisError, Value};
 
 use super::{ReadError, RecordSource, Redirect};
 
-/// Checks that `url` is a Redis URL the client accepts (done when the configuration loads, so a
-/// typo stops the gateway instead of disabling redirects).
-///
-/// # Errors
-/// The client's description of the problem.
-pub fn check_redis_url(url: &str) -> Result<(), String> {
-    Client::open(url).map(|_| ()).map_err(|e| e.to_string())
-}
-
 /// The archive in Redis, read-only.
 pub struct RedisSource {
     client: Result<Client, String>,
-    key_prefix: String,
+    keys: Keys,
     timeout: Duration,
     manager: OnceLock<ConnectionManager>,
 }
@@ -38,7 +32,7 @@ impl RedisSource {
     pub fn new(url: &str, key_prefix: &str, timeout: Duration) -> Self {
         RedisSource {
             client: Client::open(url).map_err(|e| e.to_string()),
-            key_prefix: key_prefix.to_owned(),
+            keys: Keys::new(key_prefix),
             timeout,
             manager: OnceLock::new(),
         }
@@ -85,11 +79,7 @@ impl RedisSource {
 
     /// The invalidation channel, `{prefix}invalidate`.
     pub fn channel(&self) -> String {
-        format!("{}invalidate", self.key_prefix)
-    }
-
-    fn key(&self, identifier: &str) -> String {
-        format!("{}redirect:{identifier}", self.key_prefix)
+        self.keys.invalidate()
     }
 }
 
@@ -100,9 +90,9 @@ impl RecordSource for RedisSource {
         // Read as a raw value: a typed read that fails to convert would count as a protocol
         // error and drop the shared connection.
         let reply: Value = redis::cmd("HMGET")
-            .arg(self.key(identifier))
-            .arg("kind")
-            .arg("target")
+            .arg(self.keys.redirect(identifier))
+            .arg(codec::KIND)
+            .arg(codec::TARGET)
             .query_async(&mut manager)
             .await
             .map_err(classify)?;
@@ -114,9 +104,10 @@ impl RecordSource for RedisSource {
                 )))
             }
         };
-        let kind = field_text(&fields[0], "kind")?;
-        let target = field_text(&fields[1], "target")?;
-        parse_record(identifier, kind.as_deref(), target.as_deref())
+        let kind = field_text(&fields[0], codec::KIND)?;
+        let target = field_text(&fields[1], codec::TARGET)?;
+        codec::decode_redirect(identifier, kind.as_deref(), target.as_deref())
+            .map_err(|invalid| ReadError::InvalidRecord(invalid.to_string()))
     }
 }
 
@@ -131,40 +122,6 @@ fn field_text(value: &Value, name: &str) -> Result<Option<String>, ReadError> {
         other => Err(ReadError::InvalidRecord(format!(
             "{name} is {other:?}, not a string"
         ))),
-    }
-}
-
-/// The record of `identifier` from its `kind` and `target` fields, per `docs/redirects.md`.
-///
-/// # Errors
-/// [`ReadError::InvalidRecord`] for an unknown kind, a missing or empty target of a move, or a
-/// target equal to the identifier (a redirect to itself would loop forever).
-pub fn parse_record(
-    identifier: &str,
-    kind: Option<&str>,
-    target: Option<&str>,
-) -> Result<Option<Redirect>, ReadError> {
-    let moved_target = || -> Result<Arc<str>, ReadError> {
-        match target {
-            None | Some("") => Err(ReadError::InvalidRecord("no target".into())),
-            Some(target) if target == identifier => Err(ReadError::InvalidRecord(
-                "the target is the identifier itself".into(),
-            )),
-            Some(target) => Ok(Arc::from(target)),
-        }
-    };
-    match kind {
-        // No hash at all: the common case.
-        None if target.is_none() => Ok(None),
-        Some("moved") => Ok(Some(Redirect::Moved {
-            target: moved_target()?,
-        })),
-        Some("temporary") => Ok(Some(Redirect::Temporary {
-            target: moved_target()?,
-        })),
-        Some("gone") => Ok(Some(Redirect::Gone)),
-        None => Err(ReadError::InvalidRecord("no kind".into())),
-        Some(other) => Err(ReadError::InvalidRecord(format!("unknown kind {other:?}"))),
     }
 }
 

@@ -14,8 +14,9 @@
 use percent_encoding::percent_decode_str;
 use serde_json::json;
 
+use super::auth::refuse_unauthenticated;
+use super::AdminResponse;
 use crate::app::Gateway;
-use crate::redirects::admin_api::{refuse_unauthenticated, AdminResponse};
 
 /// The path prefix this API answers.
 pub const PATH_PREFIX: &str = "/admin/images/";

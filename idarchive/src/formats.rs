@@ -19,17 +19,20 @@ use std::path::Path;
 
 use serde::Serialize;
 
-use super::model::{validate_id, Edit, Kind, Redirect};
+use crate::model::{validate_id, Edit, Kind, Record};
 
 /// Where a row is in its input: a line (CSV, YAML when it can be told), an item number (YAML
 /// and JSON lists, counted from 1), or both.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, PartialOrd, Ord)]
 pub struct Location {
+    /// The line, from 1.
     pub line: Option<usize>,
+    /// The item of a list, from 1.
     pub item: Option<usize>,
 }
 
 impl Location {
+    /// A place known by its line only.
     pub fn line(line: usize) -> Location {
         Location {
             line: Some(line),
@@ -52,16 +55,21 @@ impl fmt::Display for Location {
 /// One row of an import, checked on its own.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Row {
+    /// Where it is in the input.
     pub location: Location,
+    /// What it asks for.
     pub edit: Edit,
+    /// Why (the `reason` column).
     pub reason: String,
 }
 
 /// A row that cannot be imported, and why.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct RowProblem {
+    /// Where the row is.
     #[serde(skip)]
     pub location: Location,
+    /// What is wrong with it.
     pub message: String,
 }
 
@@ -74,22 +82,30 @@ impl fmt::Display for RowProblem {
 /// The rows of an input, and the problems of the rows that could not be read.
 #[derive(Debug, Default)]
 pub struct Parsed {
+    /// The rows that read well, in input order.
     pub rows: Vec<Row>,
+    /// The rows that did not.
     pub problems: Vec<RowProblem>,
 }
 
 /// An input that cannot be read at all.
 #[derive(Debug, thiserror::Error)]
 pub enum FormatError {
+    /// Reading failed.
     #[error("cannot read the input: {0}")]
     Io(#[from] io::Error),
+    /// The CSV header line is not `old,new,kind,reason` (in some order), or CSV is broken.
     #[error("CSV header: {0}")]
     Header(String),
+    /// The YAML does not parse, or is not a list.
     #[error("YAML{}: {message}", line.map(|l| format!(" line {l}")).unwrap_or_default())]
     Yaml {
+        /// Where, when known.
         line: Option<usize>,
+        /// The parser's words.
         message: String,
     },
+    /// The JSON body is not an array.
     #[error("JSON: {0}")]
     Json(String),
 }
@@ -97,7 +113,9 @@ pub enum FormatError {
 /// An import or export file format.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Format {
+    /// CSV with a header line.
     Csv,
+    /// A YAML list of maps.
     Yaml,
 }
 
@@ -434,13 +452,13 @@ impl<W: Write> Exporter<W> {
     /// # Errors
     ///
     /// Writing to the output failed.
-    pub fn write(&mut self, id: &str, record: &Redirect) -> io::Result<()> {
-        let target = record.target.as_deref();
+    pub fn write(&mut self, id: &str, record: &Record) -> io::Result<()> {
+        let target = record.target();
         if let Some(writer) = &mut self.csv {
             writer.write_record([
                 id,
                 target.unwrap_or(""),
-                record.kind.as_str(),
+                record.kind().as_str(),
                 &record.reason,
             ])?;
         }
@@ -448,7 +466,7 @@ impl<W: Write> Exporter<W> {
             let item = ExportItem {
                 old: id,
                 new: target,
-                kind: record.kind,
+                kind: record.kind(),
                 reason: &record.reason,
             };
             let text = serde_yaml_ng::to_string(&[item]).map_err(io::Error::other)?;
@@ -480,11 +498,11 @@ impl<W: Write> Exporter<W> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::model::Redirect;
 
-    fn record(kind: Kind, target: Option<&str>, reason: &str) -> Redirect {
-        Redirect {
-            kind,
-            target: target.map(str::to_owned),
+    fn record(kind: Kind, target: Option<&str>, reason: &str) -> Record {
+        Record {
+            redirect: Redirect::new(kind, target).unwrap(),
             changed_at: String::new(),
             changed_by: String::new(),
             reason: reason.into(),
@@ -655,7 +673,7 @@ mod tests {
                 "{}",
                 String::from_utf8_lossy(&bytes)
             );
-            let back: Vec<(String, Redirect)> = parsed
+            let back: Vec<(String, Record)> = parsed
                 .rows
                 .iter()
                 .map(|row| {

@@ -1,4 +1,6 @@
-//! The admin HTTP API of the ID archive, free of Pingora types so tests can call it directly.
+//! The admin HTTP API of the ID archive: a thin adapter from HTTP to [`RedirectStore`], free of
+//! Pingora types so tests can call it directly. The rules, the store and the row formats are
+//! `idarchive`'s; this file decides paths, methods, bodies and statuses.
 //!
 //! Served on the admin listener only, under `/admin/redirects`:
 //!
@@ -18,13 +20,16 @@
 //! running or must be resumed with the CLI, or the records kept changing), 413 (body over [`MAX_EDIT_BODY`] or
 //! [`MAX_IMPORT_BODY`]), and 503 when Redis fails.
 
+use idarchive::formats::{self, RowProblem};
+use idarchive::json::{change_json, record_json};
+use idarchive::model::{Change, Edit, HistoryEntry, Kind, RuleError};
+use idarchive::store::{ImportOptions, RedirectStore, StoreError};
 use percent_encoding::percent_decode_str;
 use serde::Deserialize;
 use serde_json::{json, Value};
 
-use super::import::{self, RowProblem};
-use super::model::{Change, Edit, HistoryEntry, Kind, Redirect, RuleError};
-use super::store::{change_json, ImportOptions, RedirectStore, StoreError};
+use super::auth::refuse_unauthenticated;
+use super::AdminResponse;
 
 /// The path prefix this API answers; the caller routes every path under it to [`handle`].
 pub const PATH_PREFIX: &str = "/admin/redirects";
@@ -40,38 +45,6 @@ const MAX_LIST: usize = 10_000;
 
 /// Who edits when the request does not say.
 const DEFAULT_BY: &str = "admin-api";
-
-/// An HTTP answer: status, content type, extra headers, body.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct AdminResponse {
-    pub status: u16,
-    pub content_type: &'static str,
-    /// Headers besides `Content-Type` and `Content-Length` (`WWW-Authenticate`, `Allow`).
-    pub headers: Vec<(&'static str, String)>,
-    pub body: Vec<u8>,
-}
-
-impl AdminResponse {
-    pub fn json(status: u16, value: &Value) -> AdminResponse {
-        let mut body = serde_json::to_vec_pretty(value).expect("JSON values serialize");
-        body.push(b'\n');
-        AdminResponse {
-            status,
-            content_type: "application/json",
-            headers: Vec::new(),
-            body,
-        }
-    }
-
-    pub fn error(status: u16, message: impl std::fmt::Display) -> AdminResponse {
-        AdminResponse::json(status, &json!({ "error": message.to_string() }))
-    }
-
-    pub fn with_header(mut self, name: &'static str, value: impl Into<String>) -> AdminResponse {
-        self.headers.push((name, value.into()));
-        self
-    }
-}
 
 /// Whether `path` (without the query) belongs to this API.
 pub fn handles(path: &str) -> bool {
@@ -110,27 +83,6 @@ pub fn refuse_early(
             404,
             "redirects are not configured on this gateway (gateway.redirects)",
         ));
-    }
-    None
-}
-
-/// The refusal of a call without the right bearer token (403 while no token is configured, 401
-/// otherwise); `None` when the call is authenticated. Every admin API checks this first.
-pub fn refuse_unauthenticated(
-    token: Option<&str>,
-    authorization: Option<&str>,
-) -> Option<AdminResponse> {
-    let Some(token) = token.filter(|t| !t.is_empty()) else {
-        return Some(AdminResponse::error(
-            403,
-            "the admin API is disabled: set gateway.admin.token (or token_file)",
-        ));
-    };
-    if !authorized(token, authorization) {
-        return Some(
-            AdminResponse::error(401, "missing or wrong bearer token")
-                .with_header("WWW-Authenticate", "Bearer realm=\"iiif-gateway admin\""),
-        );
     }
     None
 }
@@ -209,26 +161,6 @@ pub async fn handle(
     }
 }
 
-/// Compares the bearer token in constant time (for a given token length), so response timing
-/// does not reveal how much of a guess was right.
-fn authorized(token: &str, authorization: Option<&str>) -> bool {
-    let Some(header) = authorization else {
-        return false;
-    };
-    let Some((scheme, given)) = header.trim().split_once(' ') else {
-        return false;
-    };
-    if !scheme.eq_ignore_ascii_case("bearer") {
-        return false;
-    }
-    let (expected, given) = (token.as_bytes(), given.trim().as_bytes());
-    let mut difference = u8::from(expected.len() != given.len());
-    for (i, byte) in expected.iter().enumerate() {
-        difference |= byte ^ given.get(i).copied().unwrap_or(0);
-    }
-    difference == 0
-}
-
 /// The query parameters this API reads.
 #[derive(Default)]
 struct Query {
@@ -279,17 +211,6 @@ fn store_error(error: &StoreError) -> AdminResponse {
             AdminResponse::error(500, error)
         }
     }
-}
-
-fn record_json(id: &str, record: &Redirect) -> Value {
-    json!({
-        "id": id,
-        "kind": record.kind,
-        "target": record.target,
-        "changed_at": record.changed_at,
-        "changed_by": record.changed_by,
-        "reason": record.reason,
-    })
 }
 
 async fn list(store: &RedirectStore, query: &Query) -> AdminResponse {
@@ -407,7 +328,7 @@ async fn edited(store: &RedirectStore, id: &str, changes: &[Change]) -> AdminRes
 }
 
 async fn import(store: &RedirectStore, query: &Query, body: &[u8]) -> AdminResponse {
-    let parsed = match import::parse_json(body) {
+    let parsed = match formats::parse_json(body) {
         Ok(parsed) => parsed,
         Err(e) => return AdminResponse::error(400, e),
     };
@@ -443,25 +364,15 @@ async fn import(store: &RedirectStore, query: &Query, body: &[u8]) -> AdminRespo
 
 #[cfg(test)]
 mod tests {
+    use stack::redis::Redis;
+
     use super::*;
-    use crate::redirects::store::testing::TestRedis;
 
     const TOKEN: &str = "0123456789abcdef-token";
     const AUTH: Option<&str> = Some("Bearer 0123456789abcdef-token");
 
     fn body_json(response: &AdminResponse) -> Value {
         serde_json::from_slice(&response.body).unwrap()
-    }
-
-    #[test]
-    fn tokens_compare_exactly() {
-        assert!(authorized(TOKEN, AUTH));
-        assert!(authorized(TOKEN, Some("bearer  0123456789abcdef-token ")));
-        assert!(!authorized(TOKEN, Some("Bearer 0123456789abcdef-toke")));
-        assert!(!authorized(TOKEN, Some("Bearer 0123456789abcdef-tokenX")));
-        assert!(!authorized(TOKEN, Some("Basic 0123456789abcdef-token")));
-        assert!(!authorized(TOKEN, Some("Bearer")));
-        assert!(!authorized(TOKEN, None));
     }
 
     #[test]
@@ -535,8 +446,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_api_edits_the_archive() {
-        let redis = TestRedis::start();
-        let store = redis.store("api:").await;
+        let redis = Redis::new();
+        let store = RedirectStore::connect(&redis.url(), "api:").await.unwrap();
         let call = |method: &'static str, path: String, body: Vec<u8>| {
             let store = &store;
             async move { handle(Some(store), Some(TOKEN), method, &path, AUTH, &body).await }
@@ -636,7 +547,7 @@ mod tests {
         .await;
         assert_eq!(r.status, 200);
         assert_eq!(body_json(&r)["changes"].as_array().unwrap().len(), 3);
-        assert_eq!(store.get("b").await.unwrap().unwrap().kind, Kind::Gone);
+        assert_eq!(store.get("b").await.unwrap().unwrap().kind(), Kind::Gone);
 
         // DELETE, then 404s.
         let r = call(
@@ -697,8 +608,8 @@ mod tests {
 
     #[tokio::test]
     async fn the_api_imports() {
-        let redis = TestRedis::start();
-        let store = redis.store("api:").await;
+        let redis = Redis::new();
+        let store = RedirectStore::connect(&redis.url(), "api:").await.unwrap();
         let rows = br#"[{"old": "a", "new": "b"}, {"old": "b", "new": "c", "kind": "temporary"},
                         {"old": "g", "kind": "gone", "reason": "withdrawn"}]"#;
         let r = handle(
@@ -743,7 +654,7 @@ mod tests {
         );
         let a = store.get("a").await.unwrap().unwrap();
         assert_eq!(
-            (a.target.as_deref(), a.kind, a.changed_by.as_str()),
+            (a.target(), a.kind(), a.changed_by.as_str()),
             (Some("c"), Kind::Temporary, "carol")
         );
 
@@ -793,7 +704,7 @@ mod tests {
 
     #[tokio::test]
     async fn a_dead_redis_is_503() {
-        let redis = TestRedis::start();
+        let redis = Redis::new();
         let store = RedirectStore::new(&redis.url(), "api:").unwrap();
         drop(redis);
         let r = handle(
