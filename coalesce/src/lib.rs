@@ -24,8 +24,6 @@
 //! - A finished (or abandoned) flight leaves nothing behind in the map: a later call runs anew.
 //! - A [`TtlMap`] never holds more than its capacity.
 
-#![warn(missing_docs)]
-
 mod single_flight;
 mod ttl_map;
 

@@ -20,8 +20,6 @@
 //!   history; they are read only through [`codec`].
 //! - URLs appear in messages only redacted (`redis_url::redact`).
 
-#![warn(missing_docs)]
-
 pub mod cli;
 pub mod codec;
 pub mod formats;

@@ -16,9 +16,9 @@ use gateway::config::RawGatewayConfig;
 use stack::gateway::{Gateway, GatewaySpec, PublicBaseUrl, Wiring};
 use stack::iipsrv::{Iipsrv, IipsrvPool, IipsrvSpec};
 
-pub use stack::{free_port, Redis};
+pub(crate) use stack::{free_port, Redis};
 
-pub fn samples_dir() -> PathBuf {
+pub(crate) fn samples_dir() -> PathBuf {
     let dir = std::env::var_os("IIIF_SAMPLES_DIR")
         .map(PathBuf::from)
         .unwrap_or_else(|| stack::binaries::repo_root().join("var/images"));
@@ -30,7 +30,7 @@ pub fn samples_dir() -> PathBuf {
     dir
 }
 
-pub fn scratch_dir() -> PathBuf {
+pub(crate) fn scratch_dir() -> PathBuf {
     static COUNTER: AtomicUsize = AtomicUsize::new(0);
     let dir = std::env::temp_dir().join(format!(
         "iiif-e2e-{}-{}",
@@ -42,10 +42,10 @@ pub fn scratch_dir() -> PathBuf {
 }
 
 /// A change to a test stack's gateway config; gets the stack's scratch directory.
-pub type Configure = Arc<dyn Fn(&mut RawGatewayConfig, &Path) + Send + Sync>;
+pub(crate) type Configure = Arc<dyn Fn(&mut RawGatewayConfig, &Path) + Send + Sync>;
 
 /// `f` as [`StackOptions::configure`].
-pub fn configure(
+pub(crate) fn configure(
     f: impl Fn(&mut RawGatewayConfig, &Path) + Send + Sync + 'static,
 ) -> Option<Configure> {
     Some(Arc::new(f))
@@ -53,7 +53,7 @@ pub fn configure(
 
 /// Settings that differ between test stacks.
 #[derive(Clone)]
-pub struct StackOptions {
+pub(crate) struct StackOptions {
     pub iipsrv_processes: usize,
     /// iipsrv's `FILESYSTEM_PREFIX`; the sample images when `None`.
     pub iipsrv_root: Option<PathBuf>,
@@ -75,7 +75,7 @@ impl Default for StackOptions {
 
 /// iipsrv processes (not supervised: the tests kill and restart them) plus one gateway in
 /// front of them: health checks every 200 ms, requests wait up to 10 s for a process.
-pub struct Stack {
+pub(crate) struct Stack {
     pub iipsrv: Vec<Iipsrv>,
     pub images: PathBuf,
     pub scratch: PathBuf,
@@ -83,11 +83,11 @@ pub struct Stack {
 }
 
 impl Stack {
-    pub fn start() -> Stack {
+    pub(crate) fn start() -> Stack {
         Self::start_with(StackOptions::default())
     }
 
-    pub fn start_with(options: StackOptions) -> Stack {
+    pub(crate) fn start_with(options: StackOptions) -> Stack {
         let images = options.iipsrv_root.clone().unwrap_or_else(samples_dir);
         let scratch = scratch_dir();
         let pool = IipsrvPool::start(IipsrvSpec {
@@ -125,25 +125,25 @@ impl Stack {
         }
     }
 
-    pub fn url(&self, path: &str) -> String {
+    pub(crate) fn url(&self, path: &str) -> String {
         self.gateway.url(path)
     }
 
-    pub fn admin_url(&self, path: &str) -> String {
+    pub(crate) fn admin_url(&self, path: &str) -> String {
         self.gateway.admin_url(path)
     }
 
-    pub fn gateway_log(&self) -> String {
+    pub(crate) fn gateway_log(&self) -> String {
         self.gateway.log_text()
     }
 
-    pub fn gateway_alive(&mut self) -> bool {
+    pub(crate) fn gateway_alive(&mut self) -> bool {
         self.gateway.is_alive()
     }
 }
 
 /// The client every test uses: no redirects followed, so 30x answers can be checked.
-pub fn client() -> reqwest::Client {
+pub(crate) fn client() -> reqwest::Client {
     reqwest::Client::builder()
         .redirect(reqwest::redirect::Policy::none())
         .timeout(Duration::from_secs(30))
@@ -152,15 +152,15 @@ pub fn client() -> reqwest::Client {
 }
 
 /// The admin token of the stacks whose tests use the admin API.
-pub const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
+pub(crate) const ADMIN_TOKEN: &str = "e2e-admin-token-0123456789";
 
 /// A GET of a public path with the shared client.
-pub async fn get(stack: &Stack, path: &str) -> reqwest::Response {
+pub(crate) async fn get(stack: &Stack, path: &str) -> reqwest::Response {
     client().get(stack.url(path)).send().await.unwrap()
 }
 
 /// `DELETE /admin/images/{encoded_id}` with the admin token: purges one image.
-pub async fn purge(stack: &Stack, encoded_id: &str) -> reqwest::Response {
+pub(crate) async fn purge(stack: &Stack, encoded_id: &str) -> reqwest::Response {
     client()
         .delete(stack.admin_url(&format!("/admin/images/{encoded_id}")))
         .bearer_auth(ADMIN_TOKEN)
@@ -170,14 +170,14 @@ pub async fn purge(stack: &Stack, encoded_id: &str) -> reqwest::Response {
 }
 
 /// The value of one sample in a Prometheus exposition, by its name and labels as written.
-pub fn metric_line(text: &str, name_and_labels: &str) -> f64 {
+pub(crate) fn metric_line(text: &str, name_and_labels: &str) -> f64 {
     text.lines()
         .find_map(|line| line.strip_prefix(name_and_labels)?.trim().parse().ok())
         .unwrap_or_else(|| panic!("{name_and_labels} missing in\n{text}"))
 }
 
 /// The gateway's metrics, as Prometheus scrapes them.
-pub async fn metrics(stack: &Stack) -> String {
+pub(crate) async fn metrics(stack: &Stack) -> String {
     client()
         .get(stack.admin_url("/metrics"))
         .send()
@@ -189,7 +189,7 @@ pub async fn metrics(stack: &Stack) -> String {
 }
 
 /// How many image requests reached iipsrv (the FastCGI exchanges of kind `image`).
-pub async fn iipsrv_image_requests(stack: &Stack) -> u64 {
+pub(crate) async fn iipsrv_image_requests(stack: &Stack) -> u64 {
     let text = metrics(stack).await;
     text.lines()
         .find_map(|line| {
@@ -202,7 +202,7 @@ pub async fn iipsrv_image_requests(stack: &Stack) -> u64 {
 }
 
 /// Decodes an image body and returns its pixel size.
-pub fn image_size(body: &[u8]) -> (u32, u32) {
+pub(crate) fn image_size(body: &[u8]) -> (u32, u32) {
     let image = image::load_from_memory(body).expect("a decodable image");
     (image.width(), image.height())
 }

@@ -50,8 +50,6 @@
 //! The behaviour follows `docs/iiif-reference.md` of the project (URL syntax §1, the v3 → iipsrv rewrite §1.4,
 //! info.json §2, iipsrv 1.1's bugs §3.8 and the validator §4).
 
-#![warn(missing_docs)]
-
 pub mod backend;
 pub mod backend_info;
 pub mod canonical;

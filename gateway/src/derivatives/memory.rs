@@ -10,7 +10,7 @@ use std::collections::{HashMap, VecDeque};
 use bytes::Bytes;
 
 /// A byte-bounded map from derivative path to its bytes.
-pub struct MemoryTier {
+pub(super) struct MemoryTier {
     entries: HashMap<String, Bytes>,
     /// Insertion order, for eviction; may name entries already removed.
     order: VecDeque<String>,
@@ -20,7 +20,7 @@ pub struct MemoryTier {
 
 impl MemoryTier {
     /// A tier that holds at most `capacity` bytes of bodies (0 = keep nothing).
-    pub fn new(capacity: usize) -> Self {
+    pub(super) fn new(capacity: usize) -> Self {
         MemoryTier {
             entries: HashMap::new(),
             order: VecDeque::new(),
@@ -29,13 +29,13 @@ impl MemoryTier {
         }
     }
 
-    pub fn get(&self, path: &str) -> Option<Bytes> {
+    pub(super) fn get(&self, path: &str) -> Option<Bytes> {
         self.entries.get(path).cloned()
     }
 
     /// Keeps `bytes` under `path`, evicting the oldest entries to make room. A body larger than
     /// an eighth of the budget is not kept: it would flush too much for one entry.
-    pub fn insert(&mut self, path: &str, bytes: Bytes) {
+    pub(super) fn insert(&mut self, path: &str, bytes: Bytes) {
         if bytes.len() > self.capacity / 8 {
             return;
         }
@@ -66,7 +66,7 @@ impl MemoryTier {
     }
 
     /// Drops every entry whose path starts with `prefix` (one image's directory).
-    pub fn remove_prefix(&mut self, prefix: &str) {
+    pub(super) fn remove_prefix(&mut self, prefix: &str) {
         let bytes = &mut self.bytes;
         self.entries.retain(|path, body| {
             let keep = !path.starts_with(prefix);
@@ -79,7 +79,7 @@ impl MemoryTier {
     }
 
     /// Bytes held.
-    pub fn bytes(&self) -> usize {
+    pub(super) fn bytes(&self) -> usize {
         self.bytes
     }
 }

@@ -9,24 +9,24 @@ use prometheus::Registry;
 use stack::Garage;
 
 /// One lazyfetch instance (one gateway node) and its metrics.
-pub struct Node {
+pub(crate) struct Node {
     pub fetch: Arc<LazyFetch>,
     pub registry: Registry,
 }
 
 impl Node {
     /// The value of a counter or gauge, `label` = `(name, value)` when it has labels.
-    pub fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
+    pub(crate) fn metric(&self, name: &str, label: Option<(&str, &str)>) -> f64 {
         metric(&self.registry, name, label)
     }
 
     /// `iiif_masters_fetches_total{outcome}`.
-    pub fn fetches(&self, outcome: &str) -> u64 {
+    pub(crate) fn fetches(&self, outcome: &str) -> u64 {
         self.metric("iiif_masters_fetches_total", Some(("outcome", outcome))) as u64
     }
 
     /// `iiif_masters_revalidations_total{outcome}`.
-    pub fn revalidations(&self, outcome: &str) -> u64 {
+    pub(crate) fn revalidations(&self, outcome: &str) -> u64 {
         self.metric(
             "iiif_masters_revalidations_total",
             Some(("outcome", outcome)),
@@ -35,7 +35,7 @@ impl Node {
 }
 
 /// Reads a metric through the text exposition format (independent of prometheus's features).
-pub fn metric(registry: &Registry, name: &str, label: Option<(&str, &str)>) -> f64 {
+pub(crate) fn metric(registry: &Registry, name: &str, label: Option<(&str, &str)>) -> f64 {
     let text = prometheus::TextEncoder::new()
         .encode_to_string(&registry.gather())
         .unwrap();
@@ -62,7 +62,7 @@ pub fn metric(registry: &Registry, name: &str, label: Option<(&str, &str)>) -> f
 }
 
 /// `gateway.cache` for a root (1 GiB budget, stamps touched on every use).
-pub fn cache_config(root: &Path) -> CacheConfig {
+pub(crate) fn cache_config(root: &Path) -> CacheConfig {
     serde_yaml_ng::from_str(&format!(
         "root: {}\nbudget: 1GiB\ntouch_interval_s: 0\n",
         root.display()
@@ -72,7 +72,7 @@ pub fn cache_config(root: &Path) -> CacheConfig {
 
 /// `gateway.masters` for `garage` through `endpoint` (the server itself or a proxy in front),
 /// with one rule: the identifier is the key.
-pub fn masters_config(garage: &Garage, endpoint: Option<String>) -> MastersConfig {
+pub(crate) fn masters_config(garage: &Garage, endpoint: Option<String>) -> MastersConfig {
     let mut s3 = garage.s3_config();
     if let Some(endpoint) = endpoint {
         s3.endpoint = Some(endpoint);
@@ -93,7 +93,7 @@ pub fn masters_config(garage: &Garage, endpoint: Option<String>) -> MastersConfi
 }
 
 /// The lock section for a Redis URL.
-pub fn lock_config(redis_url: String) -> LockConfig {
+pub(crate) fn lock_config(redis_url: String) -> LockConfig {
     LockConfig {
         redis_url,
         ttl_ms: 30_000,
@@ -102,7 +102,7 @@ pub fn lock_config(redis_url: String) -> LockConfig {
     }
 }
 
-pub async fn node(cache: &CacheConfig, masters: &MastersConfig) -> Node {
+pub(crate) async fn node(cache: &CacheConfig, masters: &MastersConfig) -> Node {
     let registry = Registry::new();
     let fetch = LazyFetch::new(cache, masters, &registry).await.unwrap();
     Node { fetch, registry }
@@ -110,7 +110,7 @@ pub async fn node(cache: &CacheConfig, masters: &MastersConfig) -> Node {
 
 /// Deterministic content of `size` bytes that differs per `seed` (TIFF magic in front, as a
 /// real master would have, though nothing here reads it).
-pub fn content(size: usize, seed: u8) -> Vec<u8> {
+pub(crate) fn content(size: usize, seed: u8) -> Vec<u8> {
     let mut bytes: Vec<u8> = (0..size)
         .map(|i| (i as u32).wrapping_mul(2_654_435_761).to_le_bytes()[i % 4] ^ seed)
         .collect();
@@ -119,7 +119,7 @@ pub fn content(size: usize, seed: u8) -> Vec<u8> {
 }
 
 /// Every file under `dir`, recursively.
-pub fn files_under(dir: &Path) -> Vec<PathBuf> {
+pub(crate) fn files_under(dir: &Path) -> Vec<PathBuf> {
     let mut files = Vec::new();
     let mut pending = vec![dir.to_path_buf()];
     while let Some(current) = pending.pop() {

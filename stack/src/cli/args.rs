@@ -32,7 +32,7 @@ use stack::{GarageSpec, IipsrvSpec, RedisSpec};
 /// (`stack binaries` lists them).
 #[derive(Debug, Parser)]
 #[command(name = "stack", version, verbatim_doc_comment)]
-pub struct Cli {
+pub(crate) struct Cli {
     /// What to do.
     #[command(subcommand)]
     pub command: Command,
@@ -40,7 +40,7 @@ pub struct Cli {
 
 /// The subcommands.
 #[derive(Debug, Subcommand)]
-pub enum Command {
+pub(crate) enum Command {
     /// Start the stack and keep it running until Ctrl-C, SIGTERM or `stack down`; with
     /// --detach, return once every service answers. Already running: says so and exits 0.
     Up {
@@ -86,7 +86,7 @@ pub enum Command {
 
 /// `--dir`.
 #[derive(Debug, Args)]
-pub struct DirArg {
+pub(crate) struct DirArg {
     /// The state directory: log/, run/, the gateway configs, admin-token, garage/.
     #[arg(long, env = "IIIF_VAR", default_value = "var")]
     pub dir: PathBuf,
@@ -94,14 +94,14 @@ pub struct DirArg {
 
 impl DirArg {
     /// The directory, absolute.
-    pub fn absolute(&self) -> PathBuf {
+    pub(crate) fn absolute(&self) -> PathBuf {
         absolute(&self.dir)
     }
 }
 
 /// Everything `up` and `run` can start.
 #[derive(Debug, Args)]
-pub struct StackArgs {
+pub(crate) struct StackArgs {
     #[command(flatten)]
     pub dir: DirArg,
     /// The sample images: iipsrv's FILESYSTEM_PREFIX without --garage, what is uploaded with it.
@@ -216,7 +216,7 @@ impl StackArgs {
     ///
     /// # Errors
     /// A malformed port list, size or gateway name.
-    pub fn spec(&self) -> Result<StackSpec, String> {
+    pub(crate) fn spec(&self) -> Result<StackSpec, String> {
         let dir = self.dir.absolute();
         let log = dir.join("log");
         let images = absolute(&self.images.clone().unwrap_or_else(|| dir.join("images")));

@@ -73,7 +73,7 @@ fn running(dir: &Path) -> Result<Option<State>, ExitCode> {
 }
 
 /// `stack up`.
-pub fn up(args: &StackArgs, detach: bool) -> ExitCode {
+pub(crate) fn up(args: &StackArgs, detach: bool) -> ExitCode {
     let spec = match spec_or_exit(args) {
         Ok(spec) => spec,
         Err(code) => return code,
@@ -215,7 +215,7 @@ fn print_summary(env: &[(String, String)]) {
 }
 
 /// `stack down`.
-pub fn down(dir: &Path) -> ExitCode {
+pub(crate) fn down(dir: &Path) -> ExitCode {
     let state = match State::read(dir) {
         Ok(Some(state)) => state,
         Ok(None) => {
@@ -253,7 +253,7 @@ pub fn down(dir: &Path) -> ExitCode {
 }
 
 /// `stack env`.
-pub fn env(dir: &Path) -> ExitCode {
+pub(crate) fn env(dir: &Path) -> ExitCode {
     match running(dir) {
         Ok(Some(state)) => {
             for (name, value) in &state.env {
@@ -273,7 +273,7 @@ pub fn env(dir: &Path) -> ExitCode {
 }
 
 /// `stack run`.
-pub fn run(args: &StackArgs, command: &[String]) -> ExitCode {
+pub(crate) fn run(args: &StackArgs, command: &[String]) -> ExitCode {
     let spec = match spec_or_exit(args) {
         Ok(spec) => spec,
         Err(code) => return code,
@@ -318,7 +318,7 @@ pub fn run(args: &StackArgs, command: &[String]) -> ExitCode {
 }
 
 /// `stack binaries`.
-pub fn binaries() -> ExitCode {
+pub(crate) fn binaries() -> ExitCode {
     for binary in stack::binaries::ALL {
         let path = binary.path();
         let found = if path.is_file() { "found" } else { "MISSING" };
@@ -333,7 +333,7 @@ pub fn binaries() -> ExitCode {
 }
 
 /// `stack which`.
-pub fn which(name: &str) -> ExitCode {
+pub(crate) fn which(name: &str) -> ExitCode {
     let Some(binary) = stack::binaries::named(name) else {
         let names: Vec<&str> = stack::binaries::ALL.iter().map(|b| b.name).collect();
         eprintln!(

@@ -1,4 +1,4 @@
 //! The `stack` binary's command line ([`args`]) and subcommands ([`commands`]).
 
-pub mod args;
-pub mod commands;
+pub(crate) mod args;
+pub(crate) mod commands;

@@ -10,7 +10,7 @@ use iiif::{
 
 /// A few fixed images: the validator's, iipsrv's own 1000×750 example, skimage's hubble (edges that do not line
 /// up with 256-px tiles), a large pyramid, a thin strip and a single pixel.
-pub fn fixed_images() -> Vec<ImageFacts> {
+pub(crate) fn fixed_images() -> Vec<ImageFacts> {
     let facts = |width, height, scale_factors: &[u32]| ImageFacts {
         width,
         height,
@@ -30,7 +30,7 @@ pub fn fixed_images() -> Vec<ImageFacts> {
 
 /// The gateway's configurations worth exercising: validator-compatible defaults, no upscaling, the spec's `!w,h`
 /// reading with a small area limit, and a transcoding deployment.
-pub fn fixed_configurations() -> Vec<(Limits, Capabilities)> {
+pub(crate) fn fixed_configurations() -> Vec<(Limits, Capabilities)> {
     use iiif::{ConfinedUpscale, Format};
     let transcoding = Capabilities {
         formats: vec![
@@ -65,7 +65,7 @@ pub fn fixed_configurations() -> Vec<(Limits, Capabilities)> {
 }
 
 /// Plans a request and, if it succeeds, checks every invariant; an error must carry a client-facing status.
-pub fn plan_and_check(
+pub(crate) fn plan_and_check(
     version: Version,
     identifier: &Identifier,
     request: &ImageRequest,
@@ -98,7 +98,7 @@ pub fn plan_and_check(
 }
 
 /// The invariants of one successful plan.
-pub fn check_plan(
+pub(crate) fn check_plan(
     version: Version,
     request: &ImageRequest,
     facts: &ImageFacts,
@@ -209,7 +209,7 @@ pub fn check_plan(
 }
 
 /// The identifier in iipsrv's query string uses unreserved characters and escapes only.
-pub fn check_backend_query(identifier: &Identifier, planned: &Plan) {
+pub(crate) fn check_backend_query(identifier: &Identifier, planned: &Plan) {
     let query = backend_query_for(identifier, planned);
     let encoded = identifier.backend_encoded();
     assert!(query.starts_with("IIIF="));
@@ -224,7 +224,7 @@ pub fn check_backend_query(identifier: &Identifier, planned: &Plan) {
 }
 
 /// Requesting the canonical form of a plan gives the same plan.
-pub fn check_canonical_round_trip(
+pub(crate) fn check_canonical_round_trip(
     version: Version,
     facts: &ImageFacts,
     limits: &Limits,
