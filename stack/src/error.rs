@@ -97,6 +97,13 @@ pub struct Exited {
 }
 
 impl Error {
+    /// Whether a start on free ports may have lost one of them to another process between
+    /// choosing and binding it (the port was taken, or the process ended while starting), so
+    /// that starting again on new free ports is worth it.
+    pub fn may_be_port_collision(&self) -> bool {
+        matches!(self, Error::PortInUse { .. } | Error::Exited(_))
+    }
+
     /// An [`Error::Io`] for `path`.
     pub fn io(path: impl Into<PathBuf>) -> impl FnOnce(std::io::Error) -> Error {
         let path = path.into();

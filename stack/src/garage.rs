@@ -116,11 +116,13 @@ impl Garage {
             .prefix("stack-garage-")
             .tempdir()
             .expect("a temporary directory");
-        let mut garage = Garage::launch(GarageSpec {
-            dir: temp.path().to_path_buf(),
-            log: None,
-            s3_port: None,
-            bucket: "masters".to_owned(),
+        let mut garage = ports::retry_on_collision(|| {
+            Garage::launch(GarageSpec {
+                dir: temp.path().to_path_buf(),
+                log: None,
+                s3_port: None,
+                bucket: "masters".to_owned(),
+            })
         })
         .unwrap_or_else(|e| panic!("{e}"));
         garage._temp = Some(temp);

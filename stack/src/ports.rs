@@ -18,6 +18,28 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
+/// How many times [`retry_on_collision`] starts a service.
+pub const COLLISION_ATTEMPTS: usize = 5;
+
+/// Runs `start` (which chooses new free ports each time) until it does not fail with what may
+/// be a port collision ([`Error::may_be_port_collision`]), at most [`COLLISION_ATTEMPTS`]
+/// times: tests start many services at once, and the kernel also hands out ports of the same
+/// range to outgoing connections, so a port free when chosen can be taken before it is bound.
+///
+/// # Errors
+/// The last attempt's error.
+pub fn retry_on_collision<T>(mut start: impl FnMut() -> Result<T, Error>) -> Result<T, Error> {
+    let mut attempt = 1;
+    loop {
+        match start() {
+            Err(error) if attempt < COLLISION_ATTEMPTS && error.may_be_port_collision() => {
+                attempt += 1;
+            }
+            outcome => return outcome,
+        }
+    }
+}
+
 /// One free loopback port.
 pub fn free_port() -> u16 {
     free_ports(1)[0]

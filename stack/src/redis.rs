@@ -91,7 +91,8 @@ impl Redis {
             dir: temp.path().to_path_buf(),
             ..spec
         };
-        let mut redis = Redis::start(spec).unwrap_or_else(|e| panic!("{e}"));
+        let mut redis = ports::retry_on_collision(|| Redis::start(spec.clone()))
+            .unwrap_or_else(|e| panic!("{e}"));
         redis._temp = Some(temp);
         redis
     }
