@@ -94,4 +94,41 @@ mod tests {
             Err(Error::PortInUse { .. })
         ));
     }
+
+    #[test]
+    fn a_collision_is_retried_and_other_errors_are_not() {
+        let taken = || Error::PortInUse {
+            service: "test".into(),
+            port: 1,
+        };
+        let mut calls = 0;
+        let outcome = retry_on_collision(|| {
+            calls += 1;
+            if calls < 3 {
+                Err(taken())
+            } else {
+                Ok(calls)
+            }
+        });
+        assert_eq!(outcome.unwrap(), 3);
+
+        let mut calls = 0;
+        let outcome: Result<(), Error> = retry_on_collision(|| {
+            calls += 1;
+            Err(taken())
+        });
+        assert!(matches!(outcome, Err(Error::PortInUse { .. })));
+        assert_eq!(calls, COLLISION_ATTEMPTS);
+
+        let mut calls = 0;
+        let outcome: Result<(), Error> = retry_on_collision(|| {
+            calls += 1;
+            Err(Error::Setup {
+                service: "test".into(),
+                message: "no".into(),
+            })
+        });
+        assert!(outcome.is_err());
+        assert_eq!(calls, 1, "a setup failure is not a port collision");
+    }
 }

@@ -3,7 +3,7 @@
 
 use serde_json::Value;
 
-use crate::support::{client, metrics, Stack, StackOptions};
+use crate::support::{client, metrics_once_they_show, Stack, StackOptions};
 
 #[tokio::test]
 async fn client_x_iiif_id_and_host_do_not_reach_the_id() {
@@ -85,11 +85,9 @@ async fn metrics_count_requests() {
         .send()
         .await
         .unwrap();
-    let text = metrics(&stack).await;
-    assert!(
-        text.contains("iiif_gateway_requests_total{kind=\"info\",status=\"200\",version=\"3\"} 1"),
-        "{text}"
-    );
+    let counted = "iiif_gateway_requests_total{kind=\"info\",status=\"200\",version=\"3\"} 1";
+    let text = metrics_once_they_show(&stack, counted).await;
+    assert!(text.contains(counted), "{text}");
     assert!(
         text.contains("iiif_gateway_backends{state=\"healthy\"} 2"),
         "{text}"

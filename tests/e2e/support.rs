@@ -188,6 +188,20 @@ pub(crate) async fn metrics(stack: &Stack) -> String {
         .unwrap()
 }
 
+/// The gateway's metrics once they contain `line`, or as they are after 5 s: a request is
+/// counted in Pingora's logging phase, which runs after its response was sent, so a client
+/// that has read the response can scrape before the count is there.
+pub(crate) async fn metrics_once_they_show(stack: &Stack, line: &str) -> String {
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(5);
+    loop {
+        let text = metrics(stack).await;
+        if text.contains(line) || std::time::Instant::now() >= deadline {
+            return text;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(20)).await;
+    }
+}
+
 /// How many image requests reached iipsrv (the FastCGI exchanges of kind `image`).
 pub(crate) async fn iipsrv_image_requests(stack: &Stack) -> u64 {
     let text = metrics(stack).await;
