@@ -67,6 +67,13 @@ impl Garage {
     /// A missing binary, taken fixed ports, unwritable files, or no answer within 60 s (the
     /// error quotes its log).
     pub fn launch(spec: GarageSpec) -> Result<Garage, Error> {
+        if spec.s3_port.is_some() {
+            return Garage::launch_once(spec);
+        }
+        ports::retry_on_collision(|| Garage::launch_once(spec.clone()))
+    }
+
+    fn launch_once(spec: GarageSpec) -> Result<Garage, Error> {
         let dir = &spec.dir;
         for sub in ["meta", "data"] {
             std::fs::create_dir_all(dir.join(sub)).map_err(Error::io(dir.join(sub)))?;
@@ -116,13 +123,11 @@ impl Garage {
             .prefix("stack-garage-")
             .tempdir()
             .expect("a temporary directory");
-        let mut garage = ports::retry_on_collision(|| {
-            Garage::launch(GarageSpec {
-                dir: temp.path().to_path_buf(),
-                log: None,
-                s3_port: None,
-                bucket: "masters".to_owned(),
-            })
+        let mut garage = Garage::launch(GarageSpec {
+            dir: temp.path().to_path_buf(),
+            log: None,
+            s3_port: None,
+            bucket: "masters".to_owned(),
         })
         .unwrap_or_else(|e| panic!("{e}"));
         garage._temp = Some(temp);
@@ -471,9 +476,9 @@ mod tests {
 
     #[test]
     fn the_config_quotes_paths() {
-        let toml = garage_toml(Path::new("/tmp/a \"b\""), 1, 2, 3, "ab");
+        let toml = garage_toml(Path::new("var/a \"b\""), 1, 2, 3, "ab");
         assert!(
-            toml.contains(r#"metadata_dir = "/tmp/a \"b\"/meta""#),
+            toml.contains(r#"metadata_dir = "var/a \"b\"/meta""#),
             "{toml}"
         );
         assert!(toml.contains("api_bind_addr = \"127.0.0.1:1\""), "{toml}");

@@ -18,7 +18,8 @@ pub fn free_ports(n: usize) -> Vec<u16> {
         .collect()
 }
 
-/// How many times [`retry_on_collision`] starts a service.
+/// How many times [`retry_on_collision`] starts a service (on free ports: the services'
+/// `start`/`launch` use it when no fixed port was asked).
 pub const COLLISION_ATTEMPTS: usize = 5;
 
 /// Runs `start` (which chooses new free ports each time) until it does not fail with what may

@@ -50,6 +50,13 @@ impl Redis {
     /// # Errors
     /// A missing binary, a taken fixed port, a failed certificate, or no answer in 10 s.
     pub fn start(spec: RedisSpec) -> Result<Redis, Error> {
+        if spec.port.is_some() {
+            return Redis::start_once(spec);
+        }
+        ports::retry_on_collision(|| Redis::start_once(spec.clone()))
+    }
+
+    fn start_once(spec: RedisSpec) -> Result<Redis, Error> {
         std::fs::create_dir_all(&spec.dir).map_err(Error::io(&spec.dir))?;
         let port = ports::fixed_or_free(spec.port);
         ports::check_free("redis", port)?;
@@ -91,8 +98,7 @@ impl Redis {
             dir: temp.path().to_path_buf(),
             ..spec
         };
-        let mut redis = ports::retry_on_collision(|| Redis::start(spec.clone()))
-            .unwrap_or_else(|e| panic!("{e}"));
+        let mut redis = Redis::start(spec).unwrap_or_else(|e| panic!("{e}"));
         redis._temp = Some(temp);
         redis
     }

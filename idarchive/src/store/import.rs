@@ -283,9 +283,7 @@ impl RedirectStore {
     }
 
     /// Writes the net changes: in one script call up to [`ATOMIC_RECORDS`] records; otherwise
-    /// through a journal (all changes first, then script calls that each write some records and
-    /// drop them from the journal), so that [`RedirectStore::resume`] can finish an interrupted
-    /// import exactly as planned.
+    /// through the journal (`write_through_journal`, which a resume can finish).
     async fn write_changes(
         &self,
         changes: &[Change],
@@ -293,8 +291,8 @@ impl RedirectStore {
         progress: &mut (dyn FnMut(Progress) + Send),
     ) -> Result<(), StoreError> {
         let total = changes.len();
-        let mut conn = self.conn().await?;
         if total <= ATOMIC_RECORDS {
+            let mut conn = self.conn().await?;
             let sent: Result<(), _> = scripts::eval(&mut conn, &scripts::BATCH, |cmd| {
                 scripts::batch_args(cmd, &self.keys, 0, meta);
                 for change in changes {

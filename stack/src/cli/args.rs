@@ -20,8 +20,8 @@ use stack::{GarageSpec, IipsrvSpec, RedisSpec};
 ///   stack up --detach --garage --redis        the local stack in the background (deploy/local/up)
 ///   stack env                                 its addresses, as `export STACK_…=…` lines
 ///   stack down                                stop it
-///   stack run --dir /tmp/s -- sh -c 'curl -s $STACK_GATEWAY_URL/iiif/3/astronaut/info.json'
-///   stack run --dir /tmp/s --uri-map --baseline -- sh -c 'echo $STACK_BASELINE_URL $STACK_GATEWAY_URL'
+///   stack run --dir var/try -- sh -c 'curl -s $STACK_GATEWAY_URL/iiif/3/astronaut/info.json'
+///   stack run --dir var/try --uri-map --baseline -- sh -c 'echo $STACK_BASELINE_URL $STACK_GATEWAY_URL'
 ///
 /// Every service is ready when it answers its protocol (Redis PING, an HTTP answer from
 /// Garage and nginx, FastCGI from iipsrv, 200 from the gateway's /readyz), or the launcher
