@@ -6,16 +6,15 @@
 
 use std::net::IpAddr;
 use std::sync::Arc;
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use bytes::Bytes;
 use iiif::{
     Capabilities, Format, Identifier, ImageRequest, InfoOptions, Plan, Quality, Route, Version,
 };
-use lazyfetch::layout::CacheLayout;
-use lazyfetch::AccessStamps;
 
 use crate::backend::{Iipsrv, ImageFile};
+use crate::budget::{Body, RenderBudget, Reservation};
 use crate::conditional::{Preconditions, Validators};
 use crate::config::GatewayConfig;
 use crate::derivatives::files::Removed;
@@ -68,6 +67,8 @@ pub struct Gateway {
     redirects: Option<Arc<RedirectLookup>>,
     /// The derivative cache; `None` when `gateway.cache` is absent.
     derivatives: Option<Arc<DerivativeCache>>,
+    /// Memory and workers for the gateway's own renders.
+    budget: RenderBudget,
     pub pool: Arc<BackendPool>,
     pub metrics: Arc<Metrics>,
 }
@@ -99,19 +100,11 @@ impl Gateway {
             .map(|(masters, cache)| {
                 Arc::new(Masters::new(cache, masters, metrics.registry().clone()))
             });
-        let derivatives =
-            config
-                .cache
-                .as_ref()
-                .zip(config.derivatives.clone())
-                .map(|(cache, policy)| {
-                    DerivativeCache::new(
-                        CacheLayout::new(cache.root.clone()),
-                        policy,
-                        AccessStamps::new(Duration::from_secs(cache.touch_interval_s)),
-                        metrics.registry(),
-                    )
-                });
+        let derivatives = config
+            .cache
+            .as_ref()
+            .zip(config.derivatives.clone())
+            .map(|(cache, policy)| DerivativeCache::new(cache, policy, metrics.registry()));
         let iipsrv = Arc::new(Iipsrv::new(
             pool.clone(),
             config.cost_thresholds,
@@ -126,6 +119,7 @@ impl Gateway {
         Gateway {
             sources,
             derivatives,
+            budget: RenderBudget::new(config.render, metrics.render_budget.clone()),
             origin: PublicOrigin::new(
                 config.public_base_url.clone(),
                 config.trusted_proxies.clone(),
@@ -205,9 +199,11 @@ impl Gateway {
             Err(error) => return (Some(version), "invalid", Err(error.into())),
         };
         let base = self.version_base(request, version);
-        if let Some((kind, answer)) = self.retired(&route, rest, &base).await {
-            return (Some(version), kind, answer);
-        }
+        let checked = match self.retired(&route, rest, &base).await {
+            Archive::Retired(kind, answer) => return (Some(version), kind, answer),
+            Archive::NotRetired => true,
+            Archive::Unchecked => false,
+        };
         let (kind, result) = match route {
             Route::Base { identifier } => ("base", Ok(self.base_redirect(&base, &identifier))),
             Route::Info { identifier } => (
@@ -222,6 +218,14 @@ impl Gateway {
                 self.image(version, &identifier, &image_request, &base, request)
                     .await,
             ),
+        };
+        let result = if checked {
+            result
+        } else {
+            // Served without knowing whether the identifier was withdrawn: not for a month.
+            result.map(|reply| {
+                reply.set_header("Cache-Control", self.config.cache_control.unchecked.clone())
+            })
         };
         (Some(version), kind, result)
     }
@@ -253,48 +257,47 @@ impl Gateway {
         self.redirects.clone()
     }
 
-    /// The answer for a retired identifier, with its metrics kind: a redirect to the same path
-    /// with the current identifier, or [`Error::Gone`]. `None` (serve the request) when the
-    /// identifier is not retired, when there is no archive, and when the archive cannot be asked
-    /// in time.
+    /// What the ID archive says about the identifier. For a retired one, the answer with its
+    /// metrics kind: a redirect to the same path with the current identifier, or [`Error::Gone`].
+    /// The request is served when the identifier is not retired or there is no archive
+    /// ([`Archive::NotRetired`]), and also when the archive cannot be asked in time
+    /// ([`Archive::Unchecked`]: fail open, with a short `Cache-Control`).
     ///
     /// `rest` is the path after the version, still percent-encoded; everything after the
     /// identifier is kept byte for byte.
-    async fn retired(
-        &self,
-        route: &Route,
-        rest: &str,
-        base: &str,
-    ) -> Option<(&'static str, Result<Reply, Error>)> {
-        let lookup = self.redirects.as_ref()?;
+    async fn retired(&self, route: &Route, rest: &str, base: &str) -> Archive {
+        let Some(lookup) = self.redirects.as_ref() else {
+            return Archive::NotRetired;
+        };
         let identifier = route.identifier();
         // The parser takes the identifier from the start of `rest`, as the client wrote it.
         let Some(tail) = rest.strip_prefix(identifier.raw()) else {
             debug_assert!(false, "{rest:?} does not start with {:?}", identifier.raw());
-            return None;
+            return Archive::NotRetired;
         };
         let redirect = match lookup.lookup(identifier.decoded()).await {
             redirect_lookup::Lookup::Redirect(redirect) => redirect,
-            redirect_lookup::Lookup::NotRedirected | redirect_lookup::Lookup::Unknown => {
-                return None
-            }
+            redirect_lookup::Lookup::NotRedirected => return Archive::NotRetired,
+            redirect_lookup::Lookup::Unknown => return Archive::Unchecked,
         };
         self.metrics
             .redirects
             .with_label_values(&[redirect.kind().as_str()])
             .inc();
-        let settings = self.config.redirects.as_ref()?;
+        let Some(settings) = self.config.redirects.as_ref() else {
+            return Archive::NotRetired;
+        };
         let cache_control = &self.config.cache_control.redirect;
         let (status, target) = match &redirect {
             redirect_lookup::Redirect::Moved { target } => (settings.permanent_status, target),
             redirect_lookup::Redirect::Temporary { target } => (settings.temporary_status, target),
-            redirect_lookup::Redirect::Gone => return Some(("gone", Err(Error::Gone))),
+            redirect_lookup::Redirect::Gone => return Archive::Retired("gone", Err(Error::Gone)),
         };
         let location = format!("{base}/{}{tail}", redirect_lookup::encode_segment(target));
-        Some((
+        Archive::Retired(
             "redirect",
             Ok(Reply::redirect(status, location, cache_control)),
-        ))
+        )
     }
 
     /// `{origin}{prefix}/{version}`: what every public URI of one API version starts with.
@@ -398,9 +401,11 @@ impl Gateway {
                 );
                 let reply = if request.preconditions.not_modified(&validators) {
                     Reply::new(304)
+                } else if request.method == "HEAD" {
+                    self.image_head(identifier, &plan, &key).await?
                 } else {
                     let body = self.pixels(identifier, &source, &plan, &key).await?;
-                    Reply::with_body(200, plan.format.mime(), body)
+                    Reply::with_body(200, plan.format.mime(), body.bytes).holding(body.held)
                 };
                 Ok(with_validators(reply, &validators)
                     .header(
@@ -413,23 +418,42 @@ impl Gateway {
     }
 
     /// The plan's output: from the derivative cache, or rendered (and cached when its size class
-    /// is kept).
+    /// is kept) within the render budget.
     async fn pixels(
         &self,
         identifier: &Identifier,
         source: &ImageSource,
         plan: &Plan,
         key: &DerivativeKey,
-    ) -> Result<Bytes, Error> {
+    ) -> Result<Body, Error> {
+        let spec = if plan.post.is_passthrough() {
+            None
+        } else {
+            Some(render_spec(plan, self.config.jpeg_quality)?)
+        };
+        let backend = plan.backend_output_size();
+        let worst_case = |jpeg_bytes| render::cost::peak_bytes(backend, spec.as_ref(), jpeg_bytes);
+        let estimate = worst_case(render::cost::jpeg_estimate(backend));
+        // Refused before anything else: no cache entry or iipsrv answer can change it.
+        self.budget.check(estimate)?;
         let render = || async {
+            // Reserved before iipsrv is asked: its JPEG is the first thing held.
+            let mut reservation = self.budget.reserve(estimate).await?;
             let jpeg = self
                 .backend_pixels(identifier, &source.file, plan, &source.record)
                 .await?;
-            if plan.post.is_passthrough() {
-                Ok(jpeg)
-            } else {
-                self.render(jpeg, plan).await
-            }
+            self.budget
+                .grow_to(&mut reservation, worst_case(jpeg.len() as u64))
+                .await?;
+            let (bytes, mut reservation) = match spec.clone() {
+                None => (jpeg, reservation),
+                Some(spec) => self.render(jpeg, spec, plan, reservation).await?,
+            };
+            reservation.shrink_to(bytes.len() as u64);
+            Ok(Body {
+                bytes,
+                held: Some(Arc::new(reservation)),
+            })
         };
         match &self.derivatives {
             Some(cache) => {
@@ -439,6 +463,26 @@ impl Gateway {
             }
             None => render().await,
         }
+    }
+
+    /// A `HEAD` answer without pixel work: the headers a `GET` would have, and its length only
+    /// when the derivative is already cached (RFC 9110 §9.3.2 lets a `HEAD` answer omit it).
+    async fn image_head(
+        &self,
+        identifier: &Identifier,
+        plan: &Plan,
+        key: &DerivativeKey,
+    ) -> Result<Reply, Error> {
+        let cached = match &self.derivatives {
+            Some(cache) if cache.admits(plan) => cache.cached(identifier.decoded(), key).await,
+            _ => None,
+        };
+        Ok(match cached {
+            Some(bytes) => Reply::with_body(200, plan.format.mime(), bytes),
+            None => Reply::new(200)
+                .header("Content-Type", plan.format.mime())
+                .length_unknown(),
+        })
     }
 
     /// Asks iipsrv for the plan's pixels and checks it delivered the size it was asked for.
@@ -469,21 +513,37 @@ impl Gateway {
         Ok(fetched.jpeg)
     }
 
-    /// Runs the gateway-side steps (rotation, transcoding) on a blocking thread.
-    async fn render(&self, jpeg: Bytes, plan: &Plan) -> Result<Bytes, Error> {
-        let spec = render_spec(plan, self.config.jpeg_quality)?;
+    /// Runs the gateway-side steps (rotation, transcoding) on a render worker.
+    async fn render(
+        &self,
+        jpeg: Bytes,
+        spec: render::RenderSpec,
+        plan: &Plan,
+        reservation: Reservation,
+    ) -> Result<(Bytes, Reservation), Error> {
         let format = plan.format.extension();
         let started = Instant::now();
-        let rendered = tokio::task::spawn_blocking(move || render::render(&jpeg, &spec))
-            .await
-            .map_err(|e| Error::Internal(format!("render task failed: {e}")))?
-            .map_err(|e| Error::Render(e.to_string()))?;
+        let (rendered, reservation) = self
+            .budget
+            .run(reservation, move || render::render(&jpeg, &spec))
+            .await?;
+        let rendered = rendered.map_err(|e| Error::Render(e.to_string()))?;
         self.metrics
             .render_duration
             .with_label_values(&[format])
             .observe(started.elapsed().as_secs_f64());
-        Ok(Bytes::from(rendered))
+        Ok((Bytes::from(rendered), reservation))
     }
+}
+
+/// What the ID archive said about a request's identifier.
+enum Archive {
+    /// Retired: this answer (a redirect or [`Error::Gone`]), with its metrics kind.
+    Retired(&'static str, Result<Reply, Error>),
+    /// Not retired, or there is no archive: serve it.
+    NotRetired,
+    /// The archive could not be asked in time and nothing is known: serve it, briefly cacheable.
+    Unchecked,
 }
 
 fn version_label(version: Version) -> &'static str {

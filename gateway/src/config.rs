@@ -15,6 +15,7 @@ use ipnet::IpNet;
 use serde::{Deserialize, Serialize};
 
 use crate::derivatives::DerivativePolicy;
+use crate::forwarded::ForwardedHeaders;
 
 /// The whole configuration file as the gateway sees it.
 #[derive(Debug, Deserialize)]
@@ -41,9 +42,14 @@ pub struct RawGatewayConfig {
     /// Path prefix of the IIIF endpoints.
     #[serde(default = "defaults::prefix")]
     pub prefix: String,
-    /// Peers whose `Host` and `X-Forwarded-Proto/Host/Prefix` headers are believed (CIDRs).
+    /// Peers whose `Host` and forwarded headers are believed (CIDRs).
     #[serde(default)]
     pub trusted_proxies: Vec<String>,
+    /// Which forwarded headers the trusted proxies set: `x-forwarded` (`X-Forwarded-For/Proto/
+    /// Host/Prefix`, the default) or `forwarded` (RFC 7239). Only the last list item, the one
+    /// the nearest proxy added, is believed; the other family is ignored.
+    #[serde(default = "defaults::forwarded_headers")]
+    pub forwarded_headers: String,
     #[serde(default)]
     pub iiif: RawIiif,
     pub backend: RawBackend,
@@ -70,6 +76,14 @@ pub struct RawGatewayConfig {
     /// `crate::admission`. Every key is optional.
     #[serde(default)]
     pub admission: crate::admission::RawAdmission,
+    /// Connection hygiene on the public listener (head deadline, timeouts, connection caps):
+    /// see `crate::connections`. Every key is optional.
+    #[serde(default)]
+    pub connections: crate::connections::RawConnections,
+    /// The memory and threads of the gateway's own pixel work (rotation, transcoding): see
+    /// `crate::budget`. Every key is optional.
+    #[serde(default)]
+    pub render: crate::budget::RawRender,
 }
 
 /// `gateway.derivatives`: which rendered images the cache keeps.
@@ -83,6 +97,10 @@ pub struct RawDerivatives {
     /// larger renders are served but not kept.
     #[serde(default = "defaults::max_cached_output_pixels")]
     pub max_output_pixels: u64,
+    /// …and whose encoded size is at most this (`2MiB`): a noisy PNG of the same pixels can be
+    /// ten times a JPEG's size, and the cache is budgeted in bytes.
+    #[serde(default = "defaults::max_cached_entry")]
+    pub max_entry_size: lazyfetch::size::ByteSize,
     /// The hottest derivatives are also kept in memory, up to this size (`64MiB`, `0` = none).
     #[serde(default = "defaults::derivative_memory")]
     pub memory: lazyfetch::size::ByteSize,
@@ -254,6 +272,11 @@ pub struct RawCacheControl {
     pub redirect: String,
     #[serde(default = "defaults::cc_error")]
     pub error: String,
+    /// Images and info.json served while the ID archive could not be consulted (Redis slow or
+    /// down, nothing known about the identifier): short, so that an identifier withdrawn in the
+    /// meantime does not stay at the edge for the image lifetime.
+    #[serde(default = "defaults::cc_unchecked")]
+    pub unchecked: String,
 }
 
 impl Default for RawCacheControl {
@@ -263,6 +286,7 @@ impl Default for RawCacheControl {
             info: defaults::cc_info(),
             redirect: defaults::cc_redirect(),
             error: defaults::cc_error(),
+            unchecked: defaults::cc_unchecked(),
         }
     }
 }
@@ -276,6 +300,9 @@ mod defaults {
     }
     pub(super) fn prefix() -> String {
         "/iiif".into()
+    }
+    pub(super) fn forwarded_headers() -> String {
+        "x-forwarded".into()
     }
     pub(super) fn max_side() -> u32 {
         5000
@@ -316,6 +343,9 @@ mod defaults {
     pub(super) fn max_response_bytes() -> usize {
         64 << 20
     }
+    pub(super) fn max_cached_entry() -> lazyfetch::size::ByteSize {
+        lazyfetch::size::ByteSize(2 << 20)
+    }
     pub(super) fn derivative_memory() -> lazyfetch::size::ByteSize {
         lazyfetch::size::ByteSize(64 << 20)
     }
@@ -336,6 +366,9 @@ mod defaults {
     }
     pub(super) fn cc_error() -> String {
         "no-store".into()
+    }
+    pub(super) fn cc_unchecked() -> String {
+        "public, max-age=60".into()
     }
     pub(super) fn key_prefix() -> String {
         "iiif:".into()
@@ -366,7 +399,7 @@ pub struct GatewayConfig {
     pub public_base_url: Option<String>,
     /// Starts with `/`, no trailing slash.
     pub prefix: String,
-    pub trusted_proxies: Vec<IpNet>,
+    pub trusted_proxies: crate::public_url::TrustedProxies,
     pub limits: iiif::Limits,
     pub default_version: iiif::Version,
     pub facts_ttl: Duration,
@@ -385,6 +418,10 @@ pub struct GatewayConfig {
     pub admission: crate::admission::AdmissionConfig,
     /// Which lane a request's estimated cost puts it in (`gateway.admission` too).
     pub cost_thresholds: crate::admission::CostThresholds,
+    /// Timeouts and caps of the public listener's connections.
+    pub connections: crate::connections::ConnectionSettings,
+    /// The render budget (memory, workers, wait).
+    pub render: crate::budget::RenderLimits,
 }
 
 /// The ID archive settings.
@@ -406,6 +443,7 @@ pub struct RawCacheControlValues {
     pub info: String,
     pub redirect: String,
     pub error: String,
+    pub unchecked: String,
 }
 
 /// The iipsrv pool settings.
@@ -472,6 +510,7 @@ impl RawGatewayConfig {
             public_base_url: None,
             prefix: defaults::prefix(),
             trusted_proxies: Vec::new(),
+            forwarded_headers: defaults::forwarded_headers(),
             iiif: RawIiif::default(),
             backend,
             output: RawOutput::default(),
@@ -482,6 +521,8 @@ impl RawGatewayConfig {
             masters: None,
             derivatives: RawDerivatives::default(),
             admission: crate::admission::RawAdmission::default(),
+            connections: crate::connections::RawConnections::default(),
+            render: crate::budget::RawRender::default(),
         }
     }
 
@@ -514,7 +555,7 @@ impl RawGatewayConfig {
                 self.prefix
             ));
         }
-        let trusted_proxies = self
+        let networks = self
             .trusted_proxies
             .iter()
             .filter_map(|cidr| {
@@ -523,6 +564,18 @@ impl RawGatewayConfig {
                     .ok()
             })
             .collect();
+        let forwarded_headers = ForwardedHeaders::from_config(&self.forwarded_headers)
+            .unwrap_or_else(|| {
+                problems.push(format!(
+                    "gateway.forwarded_headers: {:?} is neither x-forwarded nor forwarded",
+                    self.forwarded_headers
+                ));
+                ForwardedHeaders::default()
+            });
+        let trusted_proxies = crate::public_url::TrustedProxies {
+            networks,
+            headers: forwarded_headers,
+        };
 
         let iiif = &self.iiif;
         let backend = &self.backend;
@@ -601,6 +654,7 @@ impl RawGatewayConfig {
             ("info", &cc.info),
             ("redirect", &cc.redirect),
             ("error", &cc.error),
+            ("unchecked", &cc.unchecked),
         ] {
             if value.is_empty() || value.bytes().any(|b| b < 0x20 || b == 0x7f) {
                 problems.push(format!(
@@ -685,6 +739,7 @@ impl RawGatewayConfig {
         let derivatives =
             (self.cache.is_some() && self.derivatives.enabled).then_some(DerivativePolicy {
                 max_output_pixels: self.derivatives.max_output_pixels,
+                max_entry_bytes: self.derivatives.max_entry_size.bytes(),
                 memory_bytes: usize::try_from(self.derivatives.memory.bytes())
                     .unwrap_or(usize::MAX),
             });
@@ -696,11 +751,23 @@ impl RawGatewayConfig {
             )
             .map_err(|errors| problems.extend(errors))
             .ok();
+        let connections = self
+            .connections
+            .resolve()
+            .map_err(|errors| problems.extend(errors))
+            .ok();
+        let render = self
+            .render
+            .resolve()
+            .map_err(|errors| problems.extend(errors))
+            .ok();
 
         if !problems.is_empty() {
             return Err(ConfigError { problems });
         }
         let admission = admission.expect("checked above");
+        let connections = connections.expect("checked above");
+        let render = render.expect("checked above");
         Ok(GatewayConfig {
             listen: listen.expect("checked above"),
             admin_listen: admin_listen.expect("checked above"),
@@ -735,6 +802,7 @@ impl RawGatewayConfig {
                 info: cc.info.clone(),
                 redirect: cc.redirect.clone(),
                 error: cc.error.clone(),
+                unchecked: cc.unchecked.clone(),
             },
             redirects,
             admin_token,
@@ -743,6 +811,8 @@ impl RawGatewayConfig {
             derivatives,
             admission: admission.lanes,
             cost_thresholds: admission.costs,
+            connections,
+            render,
         })
     }
 }

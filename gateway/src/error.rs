@@ -31,6 +31,9 @@ const SOURCE_START_RETRY_AFTER_S: u32 = 30;
 /// `Retry-After` when the cache mount cannot be read or written.
 const SOURCE_IO_RETRY_AFTER_S: u32 = 10;
 
+/// `Retry-After` when the render budget is full: large renders take seconds.
+const RENDER_BUSY_RETRY_AFTER_S: u32 = 2;
+
 /// Whose fault an error is, as Pingora's `ErrorSource` records it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Origin {
@@ -54,10 +57,18 @@ pub enum Error {
     MethodNotAllowed,
     /// The ID archive says the image was withdrawn.
     Gone,
+    /// The client already has as many requests in flight as one client may
+    /// (`gateway.connections.max_per_client`, behind a trusted proxy).
+    TooManyRequests,
     /// iipsrv did not deliver.
     Iipsrv(Iipsrv),
     /// The access master could not be had from S3 or the cache mount.
     Source(Source),
+    /// Rendering the request would need more memory than one request may have
+    /// (`gateway.render.max_request_mib`); bytes, worst case.
+    OverBudget { needed: u64, limit: u64 },
+    /// The render budget stayed full for `gateway.render.queue_timeout_ms`.
+    RenderBusy,
     /// The gateway-side conversion (rotation, transcoding) failed.
     Render(String),
     /// A bug or a resource problem inside the gateway (a task that panicked, …).
@@ -108,6 +119,8 @@ pub enum Source {
     NotStarted { detail: String },
     /// Reading or writing the cache mount failed.
     Io { detail: String },
+    /// The master is larger than `gateway.masters.max_master_bytes`.
+    TooLarge { detail: String },
 }
 
 /// How an [`Error`] is answered, logged and counted.
@@ -117,7 +130,7 @@ pub struct Response {
     pub status: u16,
     /// The plain-text body (without the final newline).
     pub message: String,
-    /// Seconds for `Retry-After` (503s only).
+    /// Seconds for `Retry-After` (503 and 429).
     pub retry_after: Option<u32>,
     /// The level the failure is logged at; `None`: not logged (ordinary client errors).
     pub log_level: Option<log::Level>,
@@ -177,8 +190,36 @@ impl Error {
                 Response::new(405, "method not allowed", "method", Downstream)
             }
             Error::Gone => Response::new(410, "this image has been withdrawn", "gone", Downstream),
+            Error::TooManyRequests => Response::new(
+                429,
+                "too many requests in flight from this client",
+                "too_many_requests",
+                Downstream,
+            )
+            .retry_after(1),
             Error::Iipsrv(error) => error.response(),
             Error::Source(error) => error.response(),
+            // A property of the request, not of the moment: retrying cannot help, a smaller
+            // size, a multiple of 90° or JPEG can. 400, as IIIF answers sizes above maxArea.
+            Error::OverBudget { needed, limit } => Response::new(
+                400,
+                format!(
+                    "rendering this request needs about {} MiB, above the limit of {} MiB per request",
+                    needed.div_ceil(1 << 20),
+                    limit >> 20
+                ),
+                "over_budget",
+                Downstream,
+            ),
+            // Expected under a burst of large renders; counted, not worth a line each.
+            Error::RenderBusy => Response::new(
+                503,
+                "the server is busy rendering other images",
+                "render_busy",
+                Internal,
+            )
+            .retry_after(RENDER_BUSY_RETRY_AFTER_S)
+            .log_level(Some(log::Level::Debug)),
             Error::Render(_) => {
                 Response::new(500, "the image could not be converted", "render", Internal)
             }
@@ -285,6 +326,12 @@ impl Source {
                 Origin::Internal,
             )
             .retry_after(SOURCE_IO_RETRY_AFTER_S),
+            Source::TooLarge { .. } => Response::new(
+                502,
+                "the image's master is larger than this service accepts",
+                "master_too_large",
+                Upstream,
+            ),
         }
     }
 }
@@ -320,8 +367,16 @@ impl fmt::Display for Error {
             Error::NoSuchEndpoint => f.write_str("no such endpoint"),
             Error::MethodNotAllowed => f.write_str("method not allowed"),
             Error::Gone => f.write_str("withdrawn identifier"),
+            Error::TooManyRequests => f.write_str("too many requests from one client"),
             Error::Iipsrv(error) => write!(f, "iipsrv: {error}"),
             Error::Source(error) => write!(f, "access master: {error}"),
+            Error::OverBudget { needed, limit } => {
+                write!(
+                    f,
+                    "render needs {needed} bytes, above the per-request limit {limit}"
+                )
+            }
+            Error::RenderBusy => f.write_str("render budget full"),
             Error::Render(detail) => write!(f, "render failed: {detail}"),
             Error::Internal(detail) => write!(f, "internal error: {detail}"),
         }
@@ -356,6 +411,7 @@ impl fmt::Display for Source {
             Source::Unavailable { detail, .. } => write!(f, "unavailable: {detail}"),
             Source::NotStarted { detail } => write!(f, "cache cannot start: {detail}"),
             Source::Io { detail } => write!(f, "cache mount i/o: {detail}"),
+            Source::TooLarge { detail } => f.write_str(detail),
         }
     }
 }
@@ -413,6 +469,13 @@ mod tests {
             .into(),
             Source::NotStarted { detail: detail() }.into(),
             Source::Io { detail: detail() }.into(),
+            Source::TooLarge { detail: detail() }.into(),
+            Error::TooManyRequests,
+            Error::OverBudget {
+                needed: 900 << 20,
+                limit: 256 << 20,
+            },
+            Error::RenderBusy,
             Error::Render(detail()),
             Error::Internal(detail()),
         ]
@@ -435,12 +498,12 @@ mod tests {
     }
 
     #[test]
-    fn only_503s_carry_retry_after_and_every_503_does() {
+    fn only_503s_and_429s_carry_retry_after_and_every_one_does() {
         for error in every_error() {
             let response = error.response();
             assert_eq!(
                 response.retry_after.is_some(),
-                response.status == 503,
+                matches!(response.status, 503 | 429),
                 "{error:?} → {response:?}"
             );
             if let Some(seconds) = response.retry_after {
@@ -510,6 +573,21 @@ mod tests {
                 503,
                 Some(7),
                 "image storage is unavailable, try again later",
+            ),
+            (
+                Error::OverBudget {
+                    needed: (900 << 20) + 1,
+                    limit: 256 << 20,
+                },
+                400,
+                None,
+                "rendering this request needs about 901 MiB, above the limit of 256 MiB per request",
+            ),
+            (
+                Error::RenderBusy,
+                503,
+                Some(2),
+                "the server is busy rendering other images",
             ),
         ];
         for (error, status, retry_after, message) in cases {

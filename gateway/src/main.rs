@@ -17,6 +17,7 @@ use pingora::services::listening::Service;
 use gateway::admin::AdminApp;
 use gateway::app::Gateway;
 use gateway::config::{self, GatewayConfig};
+use gateway::connections::Guarded;
 use gateway::fcgi::{BackendPool, PoolConfig};
 use gateway::metrics::Metrics;
 use gateway::redirects::lookup::{self as redirect_lookup, RedirectLookup};
@@ -176,13 +177,18 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     let admin_store = config.redirects.as_ref().map(|r| {
         RedirectStore::new(&r.redis_url, &r.key_prefix).expect("redis URL checked at load")
     });
-    let gateway = Arc::new(Gateway::new(config, pool.clone(), metrics));
+    let connections = config.connections.clone();
+    let proxies = config.trusted_proxies.clone();
+    let gateway = Arc::new(Gateway::new(config, pool.clone(), metrics.clone()));
     let redirect_cache = gateway.redirect_lookup();
 
-    let mut public = pingora::proxy::http_proxy_service_with_name(
+    let proxy = pingora::proxy::http_proxy(
         &server.configuration,
-        PublicService::new(gateway.clone()),
-        "iiif",
+        PublicService::new(gateway.clone(), connections.clone(), proxies.clone()),
+    );
+    let mut public = Service::new(
+        "iiif".to_string(),
+        Guarded::new(proxy, &connections, proxies, metrics),
     );
     public.add_tcp(&listen);
     let mut admin = Service::new(

@@ -101,5 +101,8 @@ fn source_error(error: FetchError) -> Error {
             detail: reason,
         },
         FetchError::Io(reason) => Source::Io { detail: reason },
+        error @ FetchError::TooLarge { .. } => Source::TooLarge {
+            detail: error.to_string(),
+        },
     })
 }

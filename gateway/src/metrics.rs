@@ -36,12 +36,23 @@ pub struct Metrics {
     pub facts_lookups: IntCounterVec,
     /// Gateway-side renders (transcoding, arbitrary rotation) by output format.
     pub render_duration: HistogramVec,
+    /// The render budget: its size, what is reserved, renders running, refusals.
+    pub render_budget: crate::budget::BudgetMetrics,
     /// iipsrv answers whose pixel size differed from what was asked (an iipsrv fault; should stay 0).
     pub backend_size_mismatches: IntCounter,
     /// iipsrv processes per health state (`healthy`, `down`).
     pub backends: IntGaugeVec,
     /// Requests currently being handled.
     pub in_flight: IntGauge,
+    /// Connections open on the public listener.
+    pub connections_open: IntGauge,
+    /// Connections refused by the connection cap, by reason (`total`, `per_client`); requests
+    /// refused by the per-client cap behind a trusted proxy are counted here too.
+    pub connections_refused: IntCounterVec,
+    /// Connections closed because their request head took longer than the head deadline.
+    pub head_timeouts: IntCounter,
+    /// Requests whose client went away before the answer; their queued work was dropped.
+    pub client_disconnects: IntCounter,
     /// Requests answered from the ID archive, by record kind (`moved`, `temporary`, `gone`).
     pub redirects: IntCounterVec,
     /// Time of the Redis reads of redirect lookups (cache misses that reached Redis and got an
@@ -144,6 +155,20 @@ impl Metrics {
                 .expect("unique metric");
             counter
         };
+        let single_counter = |name: &str, help: &str| {
+            let counter = IntCounter::new(name, help).expect("valid counter");
+            registry
+                .register(Box::new(counter.clone()))
+                .expect("unique metric");
+            counter
+        };
+        let single_gauge = |name: &str, help: &str| {
+            let gauge = IntGauge::new(name, help).expect("valid gauge");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("unique metric");
+            gauge
+        };
         Metrics {
             requests: counter(
                 "iiif_gateway_requests_total",
@@ -180,17 +205,29 @@ impl Metrics {
                 "Time spent transcoding or rotating in the gateway, by output format.",
                 &["format"],
             ),
-            backend_size_mismatches: {
-                let counter = IntCounter::new(
-                    "iiif_gateway_backend_size_mismatches_total",
-                    "iipsrv answers whose pixel size differed from the request.",
-                )
-                .expect("valid counter");
-                registry
-                    .register(Box::new(counter.clone()))
-                    .expect("unique metric");
-                counter
+            render_budget: crate::budget::BudgetMetrics {
+                budget: single_gauge(
+                    "iiif_gateway_render_budget_bytes",
+                    "Memory for the gateway's own renders and the bodies they are sending (gateway.render.memory_mib).",
+                ),
+                reserved: single_gauge(
+                    "iiif_gateway_render_reserved_bytes",
+                    "Worst-case bytes reserved now by renders and their bodies in flight.",
+                ),
+                running: single_gauge(
+                    "iiif_gateway_renders_running",
+                    "Renders running on the gateway's render workers now.",
+                ),
+                refusals: counter(
+                    "iiif_gateway_render_refusals_total",
+                    "Requests refused by the render budget: over_budget (400, worst case above the per-request limit) or busy (503, no room in time).",
+                    &["reason"],
+                ),
             },
+            backend_size_mismatches: single_counter(
+                "iiif_gateway_backend_size_mismatches_total",
+                "iipsrv answers whose pixel size differed from the request.",
+            ),
             backends: {
                 let gauge = IntGaugeVec::new(
                     Opts::new("iiif_gateway_backends", "iipsrv processes by health state."),
@@ -202,17 +239,27 @@ impl Metrics {
                     .expect("unique metric");
                 gauge
             },
-            in_flight: {
-                let gauge = IntGauge::new(
-                    "iiif_gateway_requests_in_flight",
-                    "Requests being handled now.",
-                )
-                .expect("valid gauge");
-                registry
-                    .register(Box::new(gauge.clone()))
-                    .expect("unique metric");
-                gauge
-            },
+            in_flight: single_gauge(
+                "iiif_gateway_requests_in_flight",
+                "Requests being handled now.",
+            ),
+            connections_open: single_gauge(
+                "iiif_gateway_connections_open",
+                "Connections open on the public listener.",
+            ),
+            connections_refused: counter(
+                "iiif_gateway_connections_refused_total",
+                "Connections (and requests behind a trusted proxy) refused by the connection caps, by reason.",
+                &["reason"],
+            ),
+            head_timeouts: single_counter(
+                "iiif_gateway_request_head_timeouts_total",
+                "Connections closed because the request head did not arrive within the head deadline.",
+            ),
+            client_disconnects: single_counter(
+                "iiif_gateway_client_disconnects_total",
+                "Requests whose client went away before the answer.",
+            ),
             redirects: counter(
                 "iiif_gateway_redirects_total",
                 "Requests answered from the ID archive, by record kind.",
@@ -242,17 +289,10 @@ impl Metrics {
                 "Redirect lookup problems, by reason (lookups fail open: requests are still served).",
                 &["reason"],
             ),
-            redirect_invalidations: {
-                let counter = IntCounter::new(
-                    "iiif_gateway_redirect_invalidations_total",
-                    "Messages received on the redirect invalidation channel.",
-                )
-                .expect("valid counter");
-                registry
-                    .register(Box::new(counter.clone()))
-                    .expect("unique metric");
-                counter
-            },
+            redirect_invalidations: single_counter(
+                "iiif_gateway_redirect_invalidations_total",
+                "Messages received on the redirect invalidation channel.",
+            ),
             admission: AdmissionMetrics::register(&registry),
             registry,
         }

@@ -4,7 +4,11 @@
 //! plain value lets the request logic be tested without sockets, and puts the headers every
 //! response must carry (CORS above all) in one place: [`Reply::finish`].
 
+use std::sync::Arc;
+
 use bytes::Bytes;
+
+use crate::budget::Reservation;
 
 use crate::error::Response;
 
@@ -15,11 +19,15 @@ pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 const EXPOSED_HEADERS: &str = "Link, ETag, Last-Modified";
 
 /// One complete response: status, headers and a body already in memory.
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone)]
 pub struct Reply {
     pub status: u16,
     pub headers: Vec<(&'static str, String)>,
     pub body: Bytes,
+    /// The render budget the body holds; given back once the reply is written.
+    pub held: Option<Arc<Reservation>>,
+    /// A `HEAD` answer that does not know the body's length: no `Content-Length` is sent.
+    pub unknown_length: bool,
 }
 
 impl Reply {
@@ -28,6 +36,8 @@ impl Reply {
             status,
             headers: Vec::new(),
             body: Bytes::new(),
+            held: None,
+            unknown_length: false,
         }
     }
 
@@ -42,8 +52,26 @@ impl Reply {
         self
     }
 
+    /// Replaces every value of a header (matched ignoring case) with one.
+    pub fn set_header(mut self, name: &'static str, value: impl Into<String>) -> Self {
+        self.headers.retain(|(n, _)| !n.eq_ignore_ascii_case(name));
+        self.header(name, value)
+    }
+
     pub fn body(mut self, body: impl Into<Bytes>) -> Self {
         self.body = body.into();
+        self
+    }
+
+    /// Keeps `held` (the body's part of the render budget) until the reply is written.
+    pub fn holding(mut self, held: Option<Arc<Reservation>>) -> Self {
+        self.held = held;
+        self
+    }
+
+    /// For `HEAD` without the body: the length a `GET` would have is not known.
+    pub fn length_unknown(mut self) -> Self {
+        self.unknown_length = true;
         self
     }
 

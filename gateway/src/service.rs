@@ -3,6 +3,7 @@
 //! The gateway answers every request itself from `request_filter` (iipsrv speaks FastCGI, which
 //! Pingora's upstream side cannot), so `upstream_peer` is never reached.
 
+use std::net::IpAddr;
 use std::sync::Arc;
 use std::time::Instant;
 
@@ -14,17 +15,57 @@ use prometheus::IntGauge;
 
 use crate::app::{Gateway, Incoming};
 use crate::conditional::Preconditions;
-use crate::public_url::OriginHeaders;
+use crate::connections::gate::{Gate, Permit, Refused};
+use crate::connections::ConnectionSettings;
+use crate::forwarded::ProxyHeaders;
+use crate::public_url::{OriginHeaders, TrustedProxies};
 use crate::reply::Reply;
 
 /// The public IIIF listener.
 pub struct PublicService {
     gateway: Arc<Gateway>,
+    connections: ConnectionSettings,
+    proxies: TrustedProxies,
+    /// Requests in flight per client behind a trusted proxy (see `crate::connections`).
+    proxied_clients: Arc<Gate>,
 }
 
 impl PublicService {
-    pub fn new(gateway: Arc<Gateway>) -> Self {
-        PublicService { gateway }
+    pub fn new(
+        gateway: Arc<Gateway>,
+        connections: ConnectionSettings,
+        proxies: TrustedProxies,
+    ) -> Self {
+        PublicService {
+            gateway,
+            proxied_clients: Gate::new(usize::MAX, connections.max_per_client),
+            connections,
+            proxies,
+        }
+    }
+
+    /// The per-request settings of connection hygiene, which Pingora keeps per session.
+    fn apply_connection_settings(&self, session: &mut Session) {
+        let settings = &self.connections;
+        session.set_keepalive(Some(settings.keepalive_timeout.as_secs()));
+        session.set_write_timeout(Some(settings.write_timeout));
+        session.set_min_send_rate(settings.min_send_rate);
+    }
+
+    /// A place among the requests of one client behind a trusted proxy; `Ok(None)` when the
+    /// peer is not a proxy (its connections are capped instead).
+    fn enter_proxied(
+        &self,
+        peer: Option<IpAddr>,
+        headers: &ProxyHeaders<'_>,
+    ) -> std::result::Result<Option<Permit>, Refused> {
+        match peer.filter(|ip| self.proxies.contains(*ip)) {
+            Some(proxy) => {
+                let client = self.proxies.client_address(proxy, headers);
+                self.proxied_clients.enter(Some(client)).map(Some)
+            }
+            None => Ok(None),
+        }
     }
 }
 
@@ -67,39 +108,84 @@ impl ProxyHttp for PublicService {
         session: &mut Session,
         ctx: &mut RequestContext,
     ) -> Result<bool> {
+        self.apply_connection_settings(session);
+        // The request's view borrows from a copy of its head, so that the session stays free
+        // to notice a client that hangs up while the answer is being made.
+        let header = session.req_header().clone();
+        let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
+        let peer = session
+            .client_addr()
+            .and_then(|a| a.as_inet())
+            .map(|a| a.ip());
+        let proxy = ProxyHeaders {
+            forwarded: text("forwarded"),
+            forwarded_for: text("x-forwarded-for"),
+            forwarded_proto: text("x-forwarded-proto"),
+            forwarded_host: text("x-forwarded-host"),
+            forwarded_prefix: text("x-forwarded-prefix"),
+        };
+        let _client_permit = match self.enter_proxied(peer, &proxy) {
+            Ok(permit) => permit,
+            Err(refused) => {
+                self.gateway
+                    .metrics
+                    .connections_refused
+                    .with_label_values(&[crate::connections::refusal_label(refused)])
+                    .inc();
+                let reply =
+                    Reply::failure(&crate::error::Error::TooManyRequests.response(), "no-store")
+                        .finish();
+                ctx.status = reply.status;
+                write_reply(session, reply, false).await?;
+                return Ok(true);
+            }
+        };
+        let incoming = Incoming {
+            method: header.method.as_str(),
+            path: header.uri.path(),
+            peer,
+            accept: text("accept"),
+            origin_headers: OriginHeaders {
+                host: text("host").or_else(|| header.uri.authority().map(|a| a.as_str())),
+                proxy,
+            },
+            preflight_headers: text("access-control-request-headers"),
+            preconditions: Preconditions {
+                if_none_match: text("if-none-match"),
+                if_modified_since: text("if-modified-since"),
+            },
+        };
         let outcome = {
             // Dropped when the request is answered, and also when its future is dropped (the
             // client went away mid-request), so the gauge never drifts upwards.
             let _in_flight = InFlight::enter(&self.gateway.metrics.in_flight);
-            let header = session.req_header();
-            let text = |name: &str| header.headers.get(name).and_then(|v| v.to_str().ok());
-            let incoming = Incoming {
-                method: header.method.as_str(),
-                path: header.uri.path(),
-                peer: session
-                    .client_addr()
-                    .and_then(|a| a.as_inet())
-                    .map(|a| a.ip()),
-                accept: text("accept"),
-                origin_headers: OriginHeaders {
-                    host: text("host").or_else(|| header.uri.authority().map(|a| a.as_str())),
-                    forwarded_proto: text("x-forwarded-proto"),
-                    forwarded_host: text("x-forwarded-host"),
-                    forwarded_prefix: text("x-forwarded-prefix"),
+            let answer = self.gateway.handle(&incoming);
+            tokio::pin!(answer);
+            tokio::select! {
+                biased;
+                outcome = &mut answer => outcome,
+                gone = session.read_body_or_idle(true) => match gone {
+                    Err(error) if error.etype() == &ErrorType::ConnectionClosed => {
+                        // Dropping the answer drops its place in the iipsrv queue and any step
+                        // not yet started; iipsrv finishes what it is running (see `fcgi`).
+                        self.gateway.metrics.client_disconnects.inc();
+                        ctx.status = 499;
+                        return Ok(true);
+                    }
+                    // Bytes after the request (pipelining, which Pingora does not do here):
+                    // answer, then close rather than misread the next request.
+                    _ => {
+                        session.set_keepalive(None);
+                        answer.await
+                    }
                 },
-                preflight_headers: text("access-control-request-headers"),
-                preconditions: Preconditions {
-                    if_none_match: text("if-none-match"),
-                    if_modified_since: text("if-modified-since"),
-                },
-            };
-            self.gateway.handle(&incoming).await
+            }
         };
         ctx.version = outcome.version;
         ctx.kind = outcome.kind;
         ctx.status = outcome.reply.status;
         ctx.body_bytes = outcome.reply.body.len();
-        let head_only = session.req_header().method == "HEAD";
+        let head_only = header.method == "HEAD";
         write_reply(session, outcome.reply, head_only).await?;
         Ok(true)
     }
@@ -176,13 +262,14 @@ impl Drop for InFlight<'_> {
 /// Writes a complete reply. The length is always declared: a body without `Content-Length` or
 /// chunking would be close-delimited and hang keep-alive clients. A 304 has no body by
 /// definition and must not claim a length of 0 (that would describe the resource, RFC 9110
-/// §8.6), so it gets none.
+/// §8.6), so it gets none; nor does a `HEAD` answer that did not render the body. The reply's
+/// part of the render budget is given back when this returns (or is dropped).
 async fn write_reply(session: &mut Session, reply: Reply, head_only: bool) -> Result<()> {
     let mut header = ResponseHeader::build(reply.status, Some(reply.headers.len() + 1))?;
     for (name, value) in reply.headers {
         header.append_header(name, value)?;
     }
-    if reply.status != 304 {
+    if reply.status != 304 && !reply.unknown_length {
         header.insert_header("Content-Length", reply.body.len().to_string())?;
     }
     let no_body = head_only || reply.body.is_empty();
@@ -208,12 +295,14 @@ fn status_label(status: u16) -> &'static str {
         308 => "308",
         400 => "400",
         404 => "404",
+        429 => "429",
         405 => "405",
         410 => "410",
         500 => "500",
         501 => "501",
         502 => "502",
         503 => "503",
+        499 => "499",
         504 => "504",
         _ => "other",
     }

@@ -42,6 +42,14 @@ pub struct CacheConfig {
     /// hot image does not write to the disk on every request.
     #[serde(default = "defaults::touch_interval_s")]
     pub touch_interval_s: u64,
+    /// Above this share of the budget the gateway writes no new derivatives and starts a prune
+    /// in the background, so that derivatives can never fill the mount that masters need.
+    #[serde(default = "defaults::hard_limit")]
+    pub hard_limit: Percent,
+    /// How often (seconds) the gateway re-measures the cache between the prunes it starts:
+    /// what other nodes and master downloads wrote shows in its estimate after at most this.
+    #[serde(default = "defaults::rescan_interval_s")]
+    pub rescan_interval_s: u64,
 }
 
 /// `gateway.masters`: where access masters come from. Absent: no S3, iipsrv reads its own files.
@@ -60,6 +68,22 @@ pub struct MastersConfig {
     /// Downloads running at once in this process; more wait their turn.
     #[serde(default = "defaults::max_concurrent_downloads")]
     pub max_concurrent_downloads: usize,
+    /// S3 requests waiting for their answer (status and headers) at once; a body to download
+    /// then waits for one of `max_concurrent_downloads`. A 404 never takes a download slot.
+    #[serde(default = "defaults::max_concurrent_lookups")]
+    pub max_concurrent_lookups: usize,
+    /// S3 requests that may wait for one of those places; past this, a request for an uncached
+    /// master is refused at once (503 with `Retry-After`).
+    #[serde(default = "defaults::max_pending_lookups")]
+    pub max_pending_lookups: usize,
+    /// An identifier S3 has no master for is answered 404 from memory for this long (seconds;
+    /// `0` asks S3 every time). A purge forgets it at once.
+    #[serde(default = "defaults::miss_ttl_s")]
+    pub miss_ttl_s: u64,
+    /// Masters larger than this are not downloaded (the request fails with 502, the log says
+    /// why): a mistaken upload must not fill the cache mount.
+    #[serde(default = "defaults::max_master_bytes")]
+    pub max_master_bytes: ByteSize,
     /// A download (waiting for a slot included) that takes longer than this is abandoned.
     #[serde(default = "defaults::download_timeout_s")]
     pub download_timeout_s: u64,
@@ -139,6 +163,11 @@ pub struct RuleConfig {
     pub bucket: String,
     /// Object key template.
     pub key: String,
+    /// Lets `bucket` refer to a capture group, so the identifier chooses the bucket. Off by
+    /// default: a client could then make the gateway read any bucket its S3 credentials reach.
+    /// Only turn it on for credentials limited to the buckets meant to be public.
+    #[serde(default, skip_serializing_if = "std::ops::Not::not")]
+    pub bucket_from_identifier: bool,
 }
 
 /// `gateway.masters.lock`: the cross-node download lock.
@@ -178,6 +207,12 @@ mod defaults {
     pub(super) fn touch_interval_s() -> u64 {
         300
     }
+    pub(super) fn hard_limit() -> Percent {
+        Percent::new(100.0).expect("in range")
+    }
+    pub(super) fn rescan_interval_s() -> u64 {
+        300
+    }
     pub(super) fn revalidate_after_s() -> u64 {
         3600
     }
@@ -186,6 +221,18 @@ mod defaults {
     }
     pub(super) fn download_timeout_s() -> u64 {
         600
+    }
+    pub(super) fn max_concurrent_lookups() -> usize {
+        16
+    }
+    pub(super) fn max_pending_lookups() -> usize {
+        256
+    }
+    pub(super) fn miss_ttl_s() -> u64 {
+        30
+    }
+    pub(super) fn max_master_bytes() -> ByteSize {
+        ByteSize(8 << 30)
     }
     pub(super) fn unavailable_retry_after_s() -> u64 {
         30
@@ -279,6 +326,8 @@ impl CacheConfig {
             small_master_bytes: defaults::small_master_bytes(),
             small_master_weight: defaults::small_master_weight(),
             touch_interval_s: defaults::touch_interval_s(),
+            hard_limit: defaults::hard_limit(),
+            rescan_interval_s: defaults::rescan_interval_s(),
         }
     }
 
@@ -309,6 +358,18 @@ impl CacheConfig {
                 ),
             );
         }
+        if self.hard_limit < self.high_watermark {
+            errors.add(
+                format!("{CACHE}.hard_limit"),
+                format!(
+                    "{} must be at or above high_watermark ({})",
+                    self.hard_limit, self.high_watermark
+                ),
+            );
+        }
+        if self.rescan_interval_s == 0 {
+            errors.add(format!("{CACHE}.rescan_interval_s"), "must be 1 or more");
+        }
         if !(self.small_master_weight.is_finite() && self.small_master_weight >= 1.0) {
             errors.add(
                 format!("{CACHE}.small_master_weight"),
@@ -327,6 +388,11 @@ impl CacheConfig {
     pub fn low_watermark_bytes(&self) -> u64 {
         self.low_watermark.of(self.budget.bytes())
     }
+
+    /// The hard limit in bytes.
+    pub fn hard_limit_bytes(&self) -> u64 {
+        self.hard_limit.of(self.budget.bytes())
+    }
 }
 
 // === impl MastersConfig ===
@@ -339,6 +405,10 @@ impl MastersConfig {
             rules,
             revalidate_after_s: defaults::revalidate_after_s(),
             max_concurrent_downloads: defaults::max_concurrent_downloads(),
+            max_concurrent_lookups: defaults::max_concurrent_lookups(),
+            max_pending_lookups: defaults::max_pending_lookups(),
+            miss_ttl_s: defaults::miss_ttl_s(),
+            max_master_bytes: defaults::max_master_bytes(),
             download_timeout_s: defaults::download_timeout_s(),
             unavailable_retry_after_s: defaults::unavailable_retry_after_s(),
             lock: None,
@@ -409,6 +479,14 @@ impl MastersConfig {
             };
             let bucket = template("bucket", &rule.bucket);
             let key = template("key", &rule.key);
+            if bucket.as_ref().is_some_and(Template::has_references) && !rule.bucket_from_identifier
+            {
+                errors.add(
+                    format!("{at}.bucket"),
+                    "takes a capture from the identifier, so clients would choose the bucket; \
+                     set bucket_from_identifier: true if your S3 credentials reach only public buckets",
+                );
+            }
             if let (Some(pattern), Some(bucket), Some(key)) = (pattern, bucket, key) {
                 rules.push(Rule {
                     pattern,
@@ -475,6 +553,17 @@ impl MastersConfig {
                 format!("{MASTERS}.download_timeout_s"),
                 "must be more than 0",
             );
+        }
+        for (key, value) in [
+            ("max_concurrent_lookups", self.max_concurrent_lookups),
+            ("max_pending_lookups", self.max_pending_lookups),
+        ] {
+            if value == 0 {
+                errors.add(format!("{MASTERS}.{key}"), "must be 1 or more");
+            }
+        }
+        if self.max_master_bytes.bytes() == 0 {
+            errors.add(format!("{MASTERS}.max_master_bytes"), "must be more than 0");
         }
         if self.unavailable_retry_after_s == 0 {
             errors.add(
@@ -755,7 +844,7 @@ gateway:
         let found = problems(
             r#"
 gateway:
-  cache: { root: relative, budget: 0, high_watermark: 50%, low_watermark: 60%, small_master_weight: 0.5 }
+  cache: { root: relative, budget: 0, high_watermark: 50%, low_watermark: 60%, hard_limit: 40%, rescan_interval_s: 0, small_master_weight: 0.5 }
   masters:
     s3: { endpoint: "ftp://x", access_key_id: GK1, connect_timeout_ms: 0 }
     rules:
@@ -771,6 +860,8 @@ gateway:
             "gateway.cache.root: must be an absolute path",
             "gateway.cache.budget: must be more than 0 bytes",
             "gateway.cache.low_watermark: 60% must be below high_watermark (50%)",
+            "gateway.cache.hard_limit: 40% must be at or above high_watermark (50%)",
+            "gateway.cache.rescan_interval_s: must be 1 or more",
             "gateway.cache.small_master_weight: must be 1 or more",
             "gateway.masters.rules[1].match: invalid regex: ",
             "gateway.masters.rules[2].bucket: must not be empty",
@@ -790,6 +881,24 @@ gateway:
             );
         }
         assert_eq!(found.len(), expected.len(), "{found:#?}");
+    }
+
+    #[test]
+    fn a_bucket_from_the_identifier_needs_consent() {
+        let rule = "gateway:\n  masters: { rules: [{match: '^([a-z]+)/(.+)$', bucket: '${1}', key: '$2'BFI}] }\n";
+        let found = problems(&rule.replace("BFI", ""));
+        assert_eq!(found.len(), 1, "{found:#?}");
+        assert!(
+            found[0].starts_with("gateway.masters.rules[0].bucket: takes a capture"),
+            "{found:#?}"
+        );
+        let allowed = rule.replace("BFI", ", bucket_from_identifier: true");
+        let masters = GatewaySections::from_yaml(&allowed)
+            .unwrap()
+            .masters
+            .unwrap();
+        let rules = masters.resolve().unwrap();
+        assert_eq!(rules.locate("maps/x").unwrap().bucket, "maps");
     }
 
     #[test]

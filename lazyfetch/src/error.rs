@@ -24,6 +24,14 @@ pub enum FetchError {
         /// What went wrong, for the log.
         reason: String,
     },
+    /// The master is larger than `max_master_bytes` and was not downloaded (502).
+    #[error("the master is {size} bytes, more than max_master_bytes ({limit})")]
+    TooLarge {
+        /// Its size in S3.
+        size: u64,
+        /// The configured limit.
+        limit: u64,
+    },
     /// The cache mount failed (disk full, permissions) or the download was interrupted (500).
     #[error("cache I/O: {0}")]
     Io(String),

@@ -42,6 +42,7 @@ use crate::error::{FetchError, StartupError};
 use crate::layout::{CacheLayout, DERIVATIVES_DIR, MASTERS_DIR, TMP_DIR};
 use crate::lock::{Acquire, LockGuard, NodeLock};
 use crate::metrics::{fetch_outcome, revalidation_outcome, warm_outcome, Metrics};
+use crate::misses::{Lookups, Misses};
 use crate::outage::Outage;
 use crate::purge::{purge, PurgeReport};
 use crate::rules::{Rules, S3Location};
@@ -75,6 +76,10 @@ struct Inner {
     remembered: Mutex<HashMap<String, Remembered>>,
     flights: Arc<SingleFlight<Result<Master, FetchError>>>,
     downloads: Semaphore,
+    /// Places for GETs waiting for S3's answer, and the identifiers S3 recently did not have.
+    lookups: Lookups,
+    misses: Misses,
+    max_master_bytes: u64,
     stamps: AccessStamps,
     lock: Option<NodeLock>,
     outage: Outage,
@@ -173,6 +178,9 @@ impl LazyFetch {
                 remembered: Mutex::new(HashMap::new()),
                 flights: Arc::new(SingleFlight::new()),
                 downloads: Semaphore::new(masters.max_concurrent_downloads),
+                lookups: Lookups::new(masters.max_concurrent_lookups, masters.max_pending_lookups),
+                misses: Misses::new(Duration::from_secs(masters.miss_ttl_s)),
+                max_master_bytes: masters.max_master_bytes.bytes(),
                 stamps: AccessStamps::new(Duration::from_secs(cache.touch_interval_s)),
                 lock,
                 outage: Outage::new(retry_after),
@@ -208,6 +216,9 @@ impl LazyFetch {
                     return Ok(known.master(replaced));
                 }
             }
+        } else if inner.misses.is_missing(identifier) {
+            inner.metrics.fetch(fetch_outcome::REMEMBERED_MISSING);
+            return Err(FetchError::NotFound);
         }
         inner.fly(identifier, image_key, location).await
     }
@@ -237,6 +248,10 @@ impl LazyFetch {
                 Ok(_) => warm_outcome::OK,
                 Err(FetchError::NoRule) => warm_outcome::NO_RULE,
                 Err(FetchError::NotFound) => warm_outcome::NOT_FOUND,
+                Err(error @ FetchError::TooLarge { .. }) => {
+                    log::error!("warming {identifier:?}: {error}");
+                    warm_outcome::ERROR
+                }
                 Err(error @ FetchError::Unavailable { .. }) => {
                     log::warn!("warming {identifier:?}: {error}");
                     warm_outcome::UNAVAILABLE
@@ -261,6 +276,7 @@ impl LazyFetch {
     /// A file could not be removed (what was removed before is in the error's message).
     pub async fn purge(&self, identifier: &str) -> io::Result<PurgeReport> {
         self.inner.forget_copy(identifier);
+        self.inner.misses.forget(identifier);
         let layout = self.inner.layout.clone();
         let identifier = identifier.to_owned();
         tokio::task::spawn_blocking(move || purge(&layout, &identifier))
@@ -428,14 +444,16 @@ impl Inner {
         if self.outage.is_down() {
             return self.serve_cached_or_fail(current, "S3 failed moments ago".into());
         }
-        let _slot = self
-            .downloads
-            .acquire()
-            .await
-            .map_err(|_| FetchError::Io("download slots closed".into()))?;
+        // The look-up place is held until S3 has answered; only a body takes a download slot.
+        let pending = self.lookups.join().map_err(|_| {
+            self.unavailable("too many S3 look-ups are waiting (max_pending_lookups)".into())
+        })?;
+        let lookup = pending.place().await;
         let started = Instant::now();
         let etag = current.as_ref().and_then(|k| k.sidecar.etag.as_deref());
-        match s3::get(&self.client, location, etag).await {
+        let answer = s3::get(&self.client, location, etag).await;
+        drop(lookup);
+        match answer {
             Err(GetFailure::Unavailable { reason, outage }) => {
                 self.metrics.fetch(fetch_outcome::UNAVAILABLE);
                 if outage {
@@ -482,11 +500,34 @@ impl Inner {
                         }
                         Err(error) => log::warn!("removing the withdrawn {identifier:?}: {error}"),
                     }
+                } else {
+                    self.misses.record(identifier);
                 }
                 Err(FetchError::NotFound)
             }
             Ok(GetAnswer::Body(object)) => {
                 self.outage.record_success();
+                if let Some(size) = object
+                    .content_length
+                    .filter(|size| *size > self.max_master_bytes)
+                {
+                    self.metrics.fetch(fetch_outcome::TOO_LARGE);
+                    log::error!(
+                        "s3://{}/{} is {size} bytes, more than max_master_bytes ({}); not downloaded",
+                        location.bucket,
+                        location.key,
+                        self.max_master_bytes
+                    );
+                    return Err(FetchError::TooLarge {
+                        size,
+                        limit: self.max_master_bytes,
+                    });
+                }
+                let _slot = self
+                    .downloads
+                    .acquire()
+                    .await
+                    .map_err(|_| FetchError::Io("download slots closed".into()))?;
                 self.store(identifier, image_key, location, object, current, started)
                     .await
             }

@@ -13,7 +13,8 @@
 //! - [`rules`]: identifier → bucket and key (ordered regexes, templates). Pure.
 //! - [`layout`]: identifier → paths under the cache root (SHA-256 fan-out). Pure.
 //! - [`LazyFetch`] (`fetch.rs`): the hot path, single flight (`coalesce`), the cross-node Redis
-//!   lock (`lock.rs`), the S3 client (`s3.rs`), outage memory (`outage.rs`), metrics.
+//!   lock (`lock.rs`), the S3 client (`s3.rs`), outage memory (`outage.rs`), the memory of
+//!   missing masters and the bound on S3 look-ups (`misses.rs`), metrics.
 //! - [`sidecar`]: the JSON beside each master; [`stamps`]: throttled last-access stamps;
 //!   [`tmpfile`]: files that appear only by rename.
 //! - [`units`]: the cache scanned into image units; [`prune()`], [`purge()`], [`stats()`] on them.
@@ -31,6 +32,7 @@ mod fetch;
 pub mod layout;
 mod lock;
 mod metrics;
+mod misses;
 mod outage;
 pub mod prune;
 pub mod purge;

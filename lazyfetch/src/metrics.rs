@@ -18,12 +18,18 @@ pub(crate) mod fetch_outcome {
     pub(crate) const UNAVAILABLE: &str = "unavailable";
     /// Writing the cache failed.
     pub(crate) const CACHE_ERROR: &str = "cache_error";
-    pub(crate) const ALL: [&str; 5] = [
+    /// Larger than `max_master_bytes`: not downloaded.
+    pub(crate) const TOO_LARGE: &str = "too_large";
+    /// No GET sent: S3 said it has no such master less than `miss_ttl_s` ago.
+    pub(crate) const REMEMBERED_MISSING: &str = "remembered_missing";
+    pub(crate) const ALL: [&str; 7] = [
         DOWNLOADED,
         NOT_MODIFIED,
         NOT_FOUND,
         UNAVAILABLE,
         CACHE_ERROR,
+        TOO_LARGE,
+        REMEMBERED_MISSING,
     ];
 }
 

@@ -91,6 +91,13 @@ impl Template {
             .collect()
     }
 
+    /// Whether the template refers to any capture group (its result depends on the identifier).
+    pub fn has_references(&self) -> bool {
+        self.pieces
+            .iter()
+            .any(|piece| !matches!(piece, Piece::Literal(_)))
+    }
+
     /// The template with the captures filled in; a group that did not take part is empty.
     pub fn expand(&self, captures: &Captures<'_>) -> String {
         let mut out = String::new();
@@ -133,8 +140,9 @@ pub struct Rules {
 }
 
 impl Rules {
-    /// The S3 location of `identifier`, or `None` when no rule matches or the matching rule
-    /// produced an empty bucket or key (an optional group that did not take part).
+    /// The S3 location of `identifier`, or `None` when no rule matches, the matching rule
+    /// produced an empty bucket or key (an optional group that did not take part), or a bucket
+    /// taken from the identifier is not a valid S3 bucket name.
     pub fn locate(&self, identifier: &str) -> Option<S3Location> {
         let (rule, captures) = self
             .rules
@@ -144,8 +152,27 @@ impl Rules {
             bucket: rule.bucket.expand(&captures),
             key: rule.key.expand(&captures),
         };
-        (!location.bucket.is_empty() && !location.key.is_empty()).then_some(location)
+        let bucket_ok = if rule.bucket.has_references() {
+            is_bucket_name(&location.bucket)
+        } else {
+            // The operator's own literal: S3 itself says if it is wrong, at the first request.
+            !location.bucket.is_empty()
+        };
+        (bucket_ok && !location.key.is_empty()).then_some(location)
     }
+}
+
+/// S3's bucket naming rules (3-63 characters of lower-case letters, digits, `.` and `-`,
+/// starting and ending with a letter or digit). A bucket a client's identifier chose is checked
+/// with them, so it can never smuggle a path, a host or a query into the request.
+pub fn is_bucket_name(name: &str) -> bool {
+    let bytes = name.as_bytes();
+    let edge = |b: &u8| b.is_ascii_lowercase() || b.is_ascii_digit();
+    (3..=63).contains(&bytes.len())
+        && bytes.first().is_some_and(edge)
+        && bytes.last().is_some_and(edge)
+        && bytes.iter().all(|b| edge(b) || *b == b'.' || *b == b'-')
+        && !name.contains("..")
 }
 
 #[cfg(test)]
@@ -245,6 +272,30 @@ mod tests {
             })
         );
         assert_eq!(rules.locate(""), None);
+    }
+
+    #[test]
+    fn buckets_from_identifiers_must_be_valid_names() {
+        let rules = Rules {
+            rules: vec![rule("^([^/]+)/(.+)$", "${1}", "${2}")],
+        };
+        assert_eq!(rules.locate("maps/a.tif").unwrap().bucket, "maps");
+        for bad in [
+            "Maps/a", "ab/a", "-ab/a", "ab-/a", "a..b/a", "a_b/a", "a b/a", "a%2fb/a", "a:b/a",
+            "a?b/a", "a#b/a", "a@b/a",
+        ] {
+            assert_eq!(rules.locate(bad), None, "{bad}");
+        }
+        assert!(is_bucket_name(&"a".repeat(63)));
+        assert!(!is_bucket_name(&"a".repeat(64)));
+        assert!(is_bucket_name("my.bucket-1"));
+    }
+
+    #[test]
+    fn references_are_seen() {
+        assert!(!Template::parse("masters$$").unwrap().has_references());
+        assert!(Template::parse("m-$1").unwrap().has_references());
+        assert!(Template::parse("${name}").unwrap().has_references());
     }
 
     #[test]

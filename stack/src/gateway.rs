@@ -270,6 +270,13 @@ impl Gateway {
     /// # Errors
     /// A missing binary, taken ports, or not ready within 60 s (the error quotes its log).
     pub fn start(spec: &GatewaySpec, wiring: &Wiring, dir: &Path) -> Result<Gateway, Error> {
+        if spec.port.is_some() && spec.admin_port.is_some() {
+            return Gateway::start_once(spec, wiring, dir);
+        }
+        ports::retry_on_collision(|| Gateway::start_once(spec, wiring, dir))
+    }
+
+    fn start_once(spec: &GatewaySpec, wiring: &Wiring, dir: &Path) -> Result<Gateway, Error> {
         let binary = GATEWAY.require()?;
         let port = ports::fixed_or_free(spec.port);
         let admin_port = ports::fixed_or_free(spec.admin_port);

@@ -132,18 +132,29 @@ impl IipsrvPool {
             )
         })?;
         std::fs::create_dir_all(&spec.log_dir).map_err(Error::io(&spec.log_dir))?;
-        let ports = if spec.ports.is_empty() {
-            ports::free_ports(spec.processes)
-        } else {
-            spec.ports.clone()
-        };
+        let spec = Arc::new(IipsrvSpec { root, ..spec });
+        if !spec.ports.is_empty() {
+            return IipsrvPool::start_on(&binary, &spec, spec.ports.clone());
+        }
+        // Tests start many stacks at once: a port free when chosen can be taken before
+        // iipsrv binds it, so a collision chooses new ports (a failed attempt's processes
+        // are stopped when dropped).
+        ports::retry_on_collision(|| {
+            IipsrvPool::start_on(&binary, &spec, ports::free_ports(spec.processes))
+        })
+    }
+
+    fn start_on(
+        binary: &Path,
+        spec: &Arc<IipsrvSpec>,
+        ports: Vec<u16>,
+    ) -> Result<IipsrvPool, Error> {
         for &port in &ports {
             ports::check_free("iipsrv", port)?;
         }
-        let spec = Arc::new(IipsrvSpec { root, ..spec });
         let mut processes = Vec::new();
         for port in ports {
-            processes.push(Iipsrv::start(binary.clone(), spec.clone(), port)?);
+            processes.push(Iipsrv::start(binary.to_path_buf(), spec.clone(), port)?);
         }
         for process in &mut processes {
             process.wait_ready()?;

@@ -59,6 +59,13 @@ impl Nginx {
     /// # Errors
     /// A missing binary, a taken port, or no answer within 10 s (quoting its error log).
     pub fn start(spec: &NginxSpec, backends: &[String]) -> Result<Nginx, Error> {
+        if spec.port.is_some() {
+            return Nginx::start_once(spec, backends);
+        }
+        ports::retry_on_collision(|| Nginx::start_once(spec, backends))
+    }
+
+    fn start_once(spec: &NginxSpec, backends: &[String]) -> Result<Nginx, Error> {
         let binary = NGINX.require()?;
         for sub in ["conf", "logs", "run", "tmp"] {
             let dir = spec.prefix.join(sub);

@@ -317,6 +317,7 @@ fn masters_from(garage: &Garage) -> MastersConfig {
             pattern: "^(.+)$".to_owned(),
             bucket: garage.bucket.clone(),
             key: "${1}".to_owned(),
+            bucket_from_identifier: false,
         }],
     )
 }

@@ -6,7 +6,9 @@
 mod support;
 
 mod api;
+mod budget;
 mod caching;
+mod hostile;
 mod masters;
 mod redirects;
 mod redirects_admin;

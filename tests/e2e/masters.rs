@@ -18,6 +18,17 @@ use crate::support::{
 
 /// A gateway whose masters come from `garage`, copied to a cache that iipsrv reads.
 fn s3_stack(garage: &Garage, revalidate_after_s: u64) -> (Stack, PathBuf) {
+    s3_stack_with(garage, revalidate_after_s, |root| {
+        CacheConfig::new(root, ByteSize(1 << 30))
+    })
+}
+
+/// [`s3_stack`] with the cache mount's settings from `cache_config` (given the cache root).
+fn s3_stack_with(
+    garage: &Garage,
+    revalidate_after_s: u64,
+    cache_config: impl Fn(PathBuf) -> CacheConfig + Send + Sync + 'static,
+) -> (Stack, PathBuf) {
     let cache = scratch_dir().join("cache");
     std::fs::create_dir_all(&cache).unwrap();
     let stack = Stack::start_with(StackOptions {
@@ -34,9 +45,10 @@ fn s3_stack(garage: &Garage, revalidate_after_s: u64) -> (Stack, PathBuf) {
                 pattern: "^(.+)$".into(),
                 bucket: garage.bucket.clone(),
                 key: "masters/${1}".into(),
+                bucket_from_identifier: false,
             };
             configure(move |raw, _| {
-                raw.cache = Some(CacheConfig::new(cache.clone(), ByteSize(1 << 30)));
+                raw.cache = Some(cache_config(cache.clone()));
                 raw.masters = Some(MastersConfig {
                     revalidate_after_s,
                     unavailable_retry_after_s: 7,
@@ -318,4 +330,155 @@ async fn purge_removes_the_master_and_derivatives_of_one_image_only() {
     let again = get(&stack, "/iiif/3/one/0,0,256,256/256,256/0/default.jpg").await;
     assert_eq!(again.status(), StatusCode::OK);
     assert_eq!(garage.s3_requests("GetObject"), 3);
+}
+
+#[tokio::test]
+async fn derivatives_stop_at_the_hard_limit_and_a_prune_makes_room() {
+    let garage = Garage::new();
+    let identifiers = ["a", "b", "c"];
+    for id in identifiers {
+        upload(&garage, id, "astronaut").await;
+    }
+    let master = sample("astronaut").len() as u64;
+    // Room for the three masters and about 1 MiB of derivatives (sidecars are small).
+    let budget = 3 * master + (1 << 20);
+    let (stack, cache) = s3_stack_with(&garage, 3600, move |root| CacheConfig {
+        high_watermark: "95%".parse().unwrap(),
+        low_watermark: "90%".parse().unwrap(),
+        rescan_interval_s: 1,
+        ..CacheConfig::new(root, ByteSize(budget))
+    });
+    let limit = CacheConfig::new(&cache, ByteSize(budget)).hard_limit_bytes();
+    let layout = lazyfetch::CacheLayout::new(cache.clone());
+    let outcome = |text: &str, labels: &str| {
+        text.lines()
+            .find_map(|line| line.strip_prefix(labels)?.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let started = Instant::now();
+    let (mut n, mut largest) = (0usize, 0u64);
+    loop {
+        // Always a new PNG tile (tens of kilobytes each), so every answer is written.
+        let id = identifiers[n % 3];
+        let path = format!(
+            "/iiif/3/{id}/{},{},256,256/256,/0/default.png",
+            n % 256,
+            n / 256 % 256
+        );
+        let response = get(&stack, &path).await;
+        assert_eq!(response.status(), StatusCode::OK, "{path}");
+        n += 1;
+        if n % 10 == 0 {
+            let bytes = lazyfetch::stats(&layout, &CacheConfig::new(&cache, ByteSize(budget)))
+                .unwrap()
+                .bytes;
+            largest = largest.max(bytes);
+            let text = crate::support::metrics(&stack).await;
+            let refused = outcome(
+                &text,
+                "iiif_gateway_derivative_cache_fills_total{outcome=\"over_hard_limit\"}",
+            );
+            let pruned = outcome(
+                &text,
+                "iiif_gateway_cache_mount_refreshes_total{kind=\"prune\",outcome=\"ok\"}",
+            );
+            if refused > 0.0 && pruned > 0.0 {
+                break;
+            }
+        }
+        assert!(
+            started.elapsed() < Duration::from_secs(90),
+            "no prune after {n} requests, the cache at most {largest} of {limit} bytes"
+        );
+    }
+    // Writes stop at the limit; a master fetched again after the prune may be uncounted until
+    // the next scan (a second at most here), and one derivative can be written meanwhile.
+    let slack = master + (2 << 20);
+    assert!(
+        largest <= limit + slack,
+        "the cache reached {largest} bytes, limit {limit}"
+    );
+    // Every image is still served after the prune took some of them away.
+    for id in identifiers {
+        let response = get(&stack, &format!("/iiif/3/{id}/full/64,/0/default.jpg")).await;
+        assert_eq!(response.status(), StatusCode::OK);
+    }
+}
+
+/// The time of the first request for each of `identifiers` (each a cold master), sorted.
+async fn cold_times(stack: &Stack, identifiers: &[&str]) -> Vec<Duration> {
+    let mut times = Vec::new();
+    for id in identifiers {
+        let started = Instant::now();
+        let response = get(stack, &format!("/iiif/3/{id}/full/128,/0/default.jpg")).await;
+        assert_eq!(response.status(), StatusCode::OK, "{id}");
+        response.bytes().await.unwrap();
+        times.push(started.elapsed());
+    }
+    times.sort();
+    times
+}
+
+/// 100 clients asking for unknown identifiers do not make a real, uncached image slow, and
+/// an identifier S3 does not have is asked for once, not once per request.
+#[tokio::test]
+async fn an_unknown_identifier_flood_leaves_cold_masters_fast() {
+    let garage = Garage::new();
+    let cold = ["cold-1", "cold-2", "cold-3", "cold-4", "cold-5", "cold-6"];
+    for id in cold {
+        upload(&garage, id, "hubble").await;
+    }
+    let (stack, _) = s3_stack(&garage, 3600);
+    let idle = cold_times(&stack, &cold[..3]).await;
+    let gets_before = garage.s3_requests("GetObject");
+    // 3,000 requests, 100 at a time, for 300 identifiers S3 does not have.
+    let stop = Arc::new(AtomicBool::new(false));
+    let answered = Arc::new(AtomicUsize::new(0));
+    let flood: Vec<_> = (0..100)
+        .map(|client_n| {
+            let (client, base) = (client(), stack.url("/iiif/3"));
+            let (stop, answered) = (stop.clone(), answered.clone());
+            tokio::spawn(async move {
+                for round in 0..30 {
+                    if stop.load(Ordering::Relaxed) {
+                        break;
+                    }
+                    let id = format!("missing-{}", (client_n * 30 + round) % 300);
+                    let url = format!("{base}/{id}/full/128,/0/default.jpg");
+                    let status = client.get(&url).send().await.unwrap().status();
+                    assert!(
+                        [StatusCode::NOT_FOUND, StatusCode::SERVICE_UNAVAILABLE].contains(&status),
+                        "{url}: {status}"
+                    );
+                    answered.fetch_add(1, Ordering::Relaxed);
+                }
+            })
+        })
+        .collect();
+    // Measured while the flood runs.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let flooded = cold_times(&stack, &cold[3..]).await;
+    let answered_during = answered.load(Ordering::Relaxed);
+    for task in flood {
+        task.await.unwrap();
+    }
+    stop.store(true, Ordering::Relaxed);
+    let misses = garage.s3_requests("GetObject") - gets_before - 3;
+    println!(
+        "cold master alone {idle:?}, during the flood {flooded:?} ({answered_during} flood answers by then); {misses} S3 GETs for 3,000 unknown-id requests"
+    );
+    let median = |times: &[Duration]| times[times.len() / 2];
+    assert!(
+        median(&flooded) <= 3 * median(&idle),
+        "a cold master took {:?} during the flood, {:?} alone",
+        median(&flooded),
+        median(&idle)
+    );
+    assert!(answered_during > 0, "the flood had not started");
+    // Each unknown identifier reaches S3 once (concurrent look-ups of one are shared or
+    // remembered): 300, with a little room for a look-up that raced the first answer.
+    assert!(
+        misses <= 330,
+        "{misses} S3 GETs for 300 unknown identifiers"
+    );
 }

@@ -437,6 +437,24 @@ async fn a_dead_redis_never_stops_images_and_redirects_return_with_it() {
     .await;
 
     redis.kill();
+    // Served without the archive's word: cacheable for a minute, not for the image's month.
+    for path in [
+        "/iiif/3/never-asked/info.json",
+        "/iiif/3/astronaut/full/33,/0/default.jpg",
+    ] {
+        let response = client().get(stack.url(path)).send().await.unwrap();
+        let cache_control = response.headers()["cache-control"]
+            .to_str()
+            .unwrap()
+            .to_owned();
+        if path.contains("never-asked") {
+            assert_eq!(response.status(), 404, "{path}");
+            assert_eq!(cache_control, "no-store", "{path}");
+        } else {
+            assert_eq!(response.status(), 200, "{path}");
+            assert_eq!(cache_control, "public, max-age=60", "{path}");
+        }
+    }
     let slowest = serve_normally_while_redis_is_out(&stack, 0).await;
     // A retired identifier is answered from the last known record, or served; never a 5xx.
     let (status, _) = answer(&stack, "/iiif/3/old/info.json").await;

@@ -137,6 +137,18 @@ impl Stack {
         self.gateway.log_text()
     }
 
+    /// `VmHWM` (peak resident memory so far) of the gateway process, bytes.
+    pub(crate) fn gateway_peak_rss(&self) -> u64 {
+        let status = std::fs::read_to_string(format!("/proc/{}/status", self.gateway.pid()))
+            .expect("the gateway's /proc status");
+        let kib: u64 = status
+            .lines()
+            .find_map(|line| line.strip_prefix("VmHWM:"))
+            .and_then(|value| value.trim().trim_end_matches("kB").trim().parse().ok())
+            .expect("a VmHWM line");
+        kib * 1024
+    }
+
     pub(crate) fn gateway_alive(&mut self) -> bool {
         self.gateway.is_alive()
     }

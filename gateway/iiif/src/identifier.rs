@@ -8,9 +8,10 @@
 //! What characters a client may leave unencoded is treated leniently (the validator's `[frob]` case accepts 400 or
 //! 404); what the decoded value may contain is treated strictly.
 
-use percent_encoding::{percent_decode_str, utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
+use percent_encoding::{utf8_percent_encode, AsciiSet, NON_ALPHANUMERIC};
 
 use crate::error::IiifError;
+use crate::percent;
 
 /// The longest decoded identifier accepted, in bytes.
 ///
@@ -45,18 +46,14 @@ impl Identifier {
     ///
     /// 400 when the identifier is empty, longer than [`MAX_IDENTIFIER_BYTES`] once decoded, contains a malformed
     /// `%` escape, does not decode to UTF-8, contains a control character (including NUL and DEL), starts with `/`,
-    /// contains a `\`, or has a `..` path component.
+    /// contains a `\`, or has a `..`, `.` or empty path component (`a/../b`, `a/./b`, `a//b`, `a/`).
     pub fn from_raw(raw: &str) -> Result<Identifier, IiifError> {
         let invalid = |why: &str| IiifError::bad_request(format!("invalid identifier: {why}"));
         if raw.is_empty() {
             return Err(invalid("empty"));
         }
-        if !has_only_well_formed_escapes(raw) {
-            return Err(invalid("malformed percent-encoding"));
-        }
-        let decoded = percent_decode_str(raw)
-            .decode_utf8()
-            .map_err(|_| invalid("not valid UTF-8 once decoded"))?
+        let decoded = percent::decode(raw)
+            .map_err(|error| invalid(error.reason()))?
             .into_owned();
         if decoded.is_empty() {
             return Err(invalid("empty"));
@@ -74,8 +71,15 @@ impl Identifier {
         if decoded.contains('\\') {
             return Err(invalid("backslashes are not allowed"));
         }
-        if decoded.split('/').any(|component| component == "..") {
-            return Err(invalid("'..' path components are not allowed"));
+        for component in decoded.split('/') {
+            match component {
+                ".." => return Err(invalid("'..' path components are not allowed")),
+                // `a/./b` and `a//b` would be a second name for `a/b` on disk, and a trailing `/`
+                // names a directory: one spelling per image keeps caches and purges exact.
+                "." => return Err(invalid("'.' path components are not allowed")),
+                "" => return Err(invalid("empty path components are not allowed")),
+                _ => {}
+            }
         }
         Ok(Identifier {
             raw: raw.to_string(),
@@ -110,27 +114,6 @@ impl Identifier {
 /// except `[A-Za-z0-9._~-]` is percent-encoded (so `/` becomes `%2F`, which iipsrv decodes).
 pub fn encode_backend_file(name: &str) -> String {
     utf8_percent_encode(name, BACKEND_ENCODE_SET).to_string()
-}
-
-/// True when every `%` in `text` starts a `%XX` escape with two hex digits.
-///
-/// `percent_decode_str` silently keeps malformed escapes as literal text, which would let `%zz` and `%` name the
-/// same file as their encoded forms `%25zz` and `%25`; refusing them keeps one spelling per image.
-fn has_only_well_formed_escapes(text: &str) -> bool {
-    let bytes = text.as_bytes();
-    let mut index = 0;
-    while index < bytes.len() {
-        if bytes[index] == b'%' {
-            let escape = bytes.get(index + 1..index + 3);
-            if !escape.is_some_and(|pair| pair.iter().all(u8::is_ascii_hexdigit)) {
-                return false;
-            }
-            index += 3;
-        } else {
-            index += 1;
-        }
-    }
-    true
 }
 
 #[cfg(test)]
@@ -255,6 +238,38 @@ mod tests {
         for (raw, message) in cases {
             let error = rejected(raw);
             assert_eq!(error, IiifError::bad_request(message), "{raw:?}");
+        }
+    }
+
+    #[test]
+    fn dot_and_empty_components_are_400() {
+        for (raw, message) in [
+            (
+                ".",
+                "invalid identifier: '.' path components are not allowed",
+            ),
+            (
+                "a/./b",
+                "invalid identifier: '.' path components are not allowed",
+            ),
+            (
+                "a%2F.%2Fb",
+                "invalid identifier: '.' path components are not allowed",
+            ),
+            (
+                "%2E",
+                "invalid identifier: '.' path components are not allowed",
+            ),
+            (
+                "a%2F%2Fb",
+                "invalid identifier: empty path components are not allowed",
+            ),
+            (
+                "a%2F",
+                "invalid identifier: empty path components are not allowed",
+            ),
+        ] {
+            assert_eq!(rejected(raw), IiifError::bad_request(message), "{raw:?}");
         }
     }
 

@@ -11,6 +11,8 @@
 //! * [`route`]: classifies the path after `/iiif/{2|3}/` into image, info and base-URI requests, parsing from
 //!   the right so identifiers may contain `/`.
 //! * [`identifier`]: the identifier's public (raw) and decoded forms, safety rules and iipsrv encoding.
+//! * `percent` (private): the one percent-decoding rule, for identifiers and for the parameters (IIIF §9: a
+//!   client may encode `^`, `!`, `:` and `,`).
 //! * [`region`], [`size`], [`rotation`], [`quality`], [`format`](mod@format): one module per URL segment, each with a strict
 //!   `parse` and a `Display` that reads back to the same value; [`request`] ties the four together.
 //! * `sizing` (private): the exact output size of a request and every size error IIIF defines.
@@ -62,6 +64,7 @@ pub mod info;
 pub mod limits;
 pub mod negotiate;
 mod number;
+mod percent;
 pub mod plan;
 pub mod quality;
 pub mod region;

@@ -4,6 +4,7 @@ use std::fmt;
 
 use crate::error::IiifError;
 use crate::format::Format;
+use crate::percent;
 use crate::quality::Quality;
 use crate::region::Region;
 use crate::rotation::Rotation;
@@ -28,6 +29,7 @@ pub struct ImageRequest {
 impl ImageRequest {
     /// Parses the four parameter segments.
     ///
+    /// Each segment is percent-decoded first (IIIF §9: `%5Emax` is `^max`), then parsed strictly.
     /// Segments are checked left to right, so a URL with several mistakes reports the left-most one.
     ///
     /// # Errors
@@ -40,9 +42,10 @@ impl ImageRequest {
         rotation: &str,
         quality_and_format: &str,
     ) -> Result<ImageRequest, IiifError> {
-        let region = Region::parse(version, region)?;
-        let size = Size::parse(version, size)?;
-        let rotation = Rotation::parse(version, rotation)?;
+        let region = Region::parse(version, &decoded("region", region)?)?;
+        let size = Size::parse(version, &decoded("size", size)?)?;
+        let rotation = Rotation::parse(version, &decoded("rotation", rotation)?)?;
+        let quality_and_format = decoded("format", quality_and_format)?;
         // The format is what follows the last '.', as in iipsrv; a quality never contains a dot.
         let (quality, format) = quality_and_format.rsplit_once('.').ok_or_else(|| {
             IiifError::bad_request("invalid format: missing .format after the quality")
@@ -57,6 +60,12 @@ impl ImageRequest {
             format,
         })
     }
+}
+
+/// A parameter segment with its `%XX` escapes decoded; a malformed one is a 400 naming `what`.
+fn decoded<'a>(what: &str, segment: &'a str) -> Result<std::borrow::Cow<'a, str>, IiifError> {
+    percent::decode(segment)
+        .map_err(|error| IiifError::bad_request(format!("invalid {what}: {}", error.reason())))
 }
 
 /// Formats as `region/size/rotation/quality.format`.

@@ -181,6 +181,40 @@ fn pinned_outcomes() {
         ),
         ("33_lone_percent", "route 400", "route 400"),
         ("34_double_extension", "route 400", "route 400"),
+        // IIIF §9: encoded parameters mean what they encode.
+        (
+            "35_encoded_caret_max",
+            "route 400",
+            "iipsrv full/5000,5000/0/default.jpg",
+        ),
+        (
+            "36_encoded_bang_confined",
+            "iipsrv full/128,128/0/default.jpg",
+            "iipsrv full/128,128/0/default.jpg",
+        ),
+        (
+            "37_encoded_comma_width",
+            "iipsrv full/128,128/0/default.jpg",
+            "iipsrv full/128,128/0/default.jpg",
+        ),
+        (
+            "38_encoded_colon_region",
+            "iipsrv 0,0,500,500/100,100/0/default.jpg",
+            "iipsrv 0,0,500,500/100,100/0/default.jpg",
+        ),
+        (
+            "39_encoded_mirror",
+            "iipsrv full/100,100/!90/default.jpg",
+            "iipsrv full/100,100/!90/default.jpg",
+        ),
+        (
+            "40_encoded_dot_format",
+            "iipsrv full/1000,1000/0/default.jpg",
+            "iipsrv full/1000,1000/0/default.jpg",
+        ),
+        ("41_malformed_escape_in_size", "route 400", "route 400"),
+        ("42_encoded_slash_in_format", "route 400", "route 400"),
+        ("43_dot_component", "route 400", "route 400"),
     ];
     let corpus = corpus();
     for (name, v2, v3) in expected {

@@ -406,6 +406,30 @@ proptest! {
         prop_assert_eq!(route, Ok(Route::Image { identifier: Identifier::from_raw("some%2Fid").unwrap(), request }));
     }
 
+    /// Percent-encoding any characters of the parameters (IIIF §9) changes nothing.
+    #[test]
+    fn encoded_parameters_parse_like_plain_ones(
+        (version, request) in request(),
+        mask in prop::collection::vec(any::<bool>(), 64),
+        lowercase in any::<bool>(),
+    ) {
+        let printed = request.to_string();
+        let encoded: String = printed
+            .chars()
+            .zip(mask.iter().cycle())
+            .map(|(c, &encode)| {
+                if encode && c != '/' {
+                    let escape = format!("%{:02X}", c as u32);
+                    if lowercase { escape.to_lowercase() } else { escape }
+                } else {
+                    c.to_string()
+                }
+            })
+            .collect();
+        let route = parse_route(version, &format!("id/{encoded}"));
+        prop_assert_eq!(route, Ok(Route::Image { identifier: Identifier::from_raw("id").unwrap(), request }), "{}", encoded);
+    }
+
     /// 3.0 without `^` never returns more pixels than the region, whatever the configuration.
     #[test]
     fn v3_without_caret_never_upscales(

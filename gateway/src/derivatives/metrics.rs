@@ -7,7 +7,9 @@ pub struct DerivativeMetrics {
     pub lookups: IntCounterVec,
     /// Bytes of response bodies served from the cache.
     pub served_bytes: IntCounter,
-    /// Attempts to store a derivative by outcome: `stored`, `failed`, `disk_full`.
+    /// Attempts to store a derivative by outcome: `stored`, `failed`, `disk_full`, `too_large`
+    /// (encoded above `gateway.derivatives.max_entry_size`; served, not kept), `over_hard_limit`
+    /// (the cache mount is above `gateway.cache.hard_limit`; a prune is running).
     pub fills: IntCounterVec,
     /// Bytes written into the cache.
     pub filled_bytes: IntCounter,
@@ -53,7 +55,7 @@ impl DerivativeMetrics {
             ),
             fills: counter_vec(
                 "iiif_gateway_derivative_cache_fills_total",
-                "Derivatives written into the cache, by outcome (stored, failed, disk_full).",
+                "Derivatives written into the cache, by outcome (stored, failed, disk_full, too_large, over_hard_limit).",
                 "outcome",
             ),
             filled_bytes: counter(

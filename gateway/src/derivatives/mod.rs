@@ -11,22 +11,26 @@ pub mod files;
 pub mod key;
 mod memory;
 mod metrics;
+mod room;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
+use std::time::Duration;
 
 use bytes::Bytes;
 use coalesce::{Role, SingleFlight};
 use iiif::Plan;
 use lazyfetch::layout::CacheLayout;
-use lazyfetch::AccessStamps;
+use lazyfetch::{AccessStamps, CacheConfig};
 use prometheus::Registry;
 
 pub use key::{body_etag, DerivativeKey};
 use memory::MemoryTier;
 pub use metrics::DerivativeMetrics;
+use room::Room;
 
+use crate::budget::Body;
 use crate::error::Error;
 
 /// Which derivatives are worth keeping.
@@ -35,37 +39,47 @@ pub struct DerivativePolicy {
     /// Outputs up to this many pixels are cached (tiles and thumbnails); larger renders are
     /// served but not kept.
     pub max_output_pixels: u64,
+    /// …and encoded bodies up to this many bytes: the cache is budgeted in bytes, and a noisy
+    /// PNG or lossless WebP of a small size class can still be megabytes.
+    pub max_entry_bytes: u64,
     /// Bytes of the hottest derivatives also kept in memory.
     pub memory_bytes: usize,
+}
+
+/// What one render flight hands its callers.
+#[derive(Clone)]
+struct Rendered {
+    body: Body,
+    /// Rendered by this flight (to be stored), not found in memory from the one before.
+    fresh: bool,
 }
 
 /// The on-disk cache of rendered images.
 pub struct DerivativeCache {
     layout: CacheLayout,
     policy: DerivativePolicy,
-    renders: SingleFlight<Result<Bytes, Error>>,
-    /// The hottest derivatives, by path. A render goes in before its file is written, so a
-    /// request right after a render never renders again.
+    renders: SingleFlight<Result<Rendered, Error>>,
+    /// The hottest derivatives, by path. A render goes in before its flight is released and
+    /// its file written, so a request right after a render never renders again.
     memory: Mutex<MemoryTier>,
     stamps: AccessStamps,
+    /// Whether the cache mount has room for one more derivative.
+    room: Arc<Room>,
     metrics: DerivativeMetrics,
     /// Set after the first "disk full", so the log says it once per episode, not per request.
     disk_full: AtomicBool,
 }
 
 impl DerivativeCache {
-    pub fn new(
-        layout: CacheLayout,
-        policy: DerivativePolicy,
-        stamps: AccessStamps,
-        registry: &Registry,
-    ) -> Arc<Self> {
+    pub fn new(cache: &CacheConfig, policy: DerivativePolicy, registry: &Registry) -> Arc<Self> {
+        let layout = CacheLayout::new(cache.root.clone());
         Arc::new(DerivativeCache {
+            room: Room::new(layout.clone(), cache.clone(), registry),
             layout,
             renders: SingleFlight::new(),
             memory: Mutex::new(MemoryTier::new(policy.memory_bytes)),
             policy,
-            stamps,
+            stamps: AccessStamps::new(Duration::from_secs(cache.touch_interval_s)),
             metrics: DerivativeMetrics::register(registry),
             disk_full: AtomicBool::new(false),
         })
@@ -88,10 +102,10 @@ impl DerivativeCache {
         key: &DerivativeKey,
         cacheable: bool,
         render: F,
-    ) -> Result<Bytes, Error>
+    ) -> Result<Body, Error>
     where
         F: FnOnce() -> Fut,
-        Fut: std::future::Future<Output = Result<Bytes, Error>>,
+        Fut: std::future::Future<Output = Result<Body, Error>>,
     {
         let dir = self.layout.derivatives_dir(identifier);
         if cacheable {
@@ -99,20 +113,51 @@ impl DerivativeCache {
                 self.metrics.lookups.with_label_values(&["hit"]).inc();
                 self.metrics.served_bytes.inc_by(bytes.len() as u64);
                 self.stamps.touch(&dir.join(files::ACCESS_FILE));
-                return Ok(bytes);
+                return Ok(Body { bytes, held: None });
             }
         }
         let result = if cacheable { "miss" } else { "bypass" };
         self.metrics.lookups.with_label_values(&[result]).inc();
-        let flight = format!("{}/{}", dir.display(), key.file_name);
-        let (rendered, role) = self.renders.run(&flight, render).await;
-        let bytes = rendered?;
+        let memory_path = memory_key(&dir, &key.file_name);
+        let work = || async {
+            // A request that missed just before the previous flight for this key landed
+            // becomes a new leader: it finds that flight's result here instead of rendering
+            // again (the result went into memory before the flight was released; a body too
+            // large for the memory tier can still render twice in that narrow window).
+            if cacheable {
+                if let Some(bytes) = self.recall(&memory_path) {
+                    return Ok(Rendered {
+                        body: Body { bytes, held: None },
+                        fresh: false,
+                    });
+                }
+            }
+            let body = render().await?;
+            if cacheable && body.bytes.len() as u64 <= self.policy.max_entry_bytes {
+                self.remember(&memory_path, &body.bytes);
+            }
+            Ok(Rendered { body, fresh: true })
+        };
+        let (rendered, role) = self.renders.run(&memory_path, work).await;
+        let Rendered { body, fresh } = rendered?;
         match role {
-            Role::Leader if cacheable => self.store_in_background(dir, identifier, key, &bytes),
-            Role::Leader => {}
-            Role::Follower => self.metrics.coalesced.inc(),
+            Role::Leader if fresh && cacheable => {
+                if body.bytes.len() as u64 <= self.policy.max_entry_bytes {
+                    self.store_in_background(dir, identifier, key, &body.bytes);
+                } else {
+                    self.metrics.fills.with_label_values(&["too_large"]).inc();
+                }
+            }
+            Role::Leader if fresh => {}
+            Role::Leader | Role::Follower => self.metrics.coalesced.inc(),
         }
-        Ok(bytes)
+        Ok(body)
+    }
+
+    /// The derivative if it is cached (memory or disk), without rendering: for `HEAD`.
+    pub async fn cached(&self, identifier: &str, key: &DerivativeKey) -> Option<Bytes> {
+        self.read(&self.layout.derivatives_dir(identifier), &key.file_name)
+            .await
     }
 
     /// Removes every derivative of `identifier`.
@@ -139,7 +184,7 @@ impl DerivativeCache {
     /// The derivative from memory, else from disk (and then kept in memory).
     async fn read(&self, dir: &Path, name: &str) -> Option<Bytes> {
         let path = memory_key(dir, name);
-        if let Some(bytes) = self.memory.lock().expect("memory tier lock").get(&path) {
+        if let Some(bytes) = self.recall(&path) {
             return Some(bytes);
         }
         let (dir, name) = (dir.to_path_buf(), name.to_owned());
@@ -164,6 +209,10 @@ impl DerivativeCache {
         }
     }
 
+    fn recall(&self, path: &str) -> Option<Bytes> {
+        self.memory.lock().expect("memory tier lock").get(path)
+    }
+
     fn remember(&self, path: &str, bytes: &Bytes) {
         let mut memory = self.memory.lock().expect("memory tier lock");
         memory.insert(path, bytes.clone());
@@ -180,9 +229,16 @@ impl DerivativeCache {
         let cache = self.clone();
         let (identifier, name, bytes) =
             (identifier.to_owned(), key.file_name.clone(), bytes.clone());
-        self.remember(&memory_key(&dir, &name), &bytes);
-        tokio::task::spawn_blocking(
-            move || match files::write(&dir, &identifier, &name, &bytes) {
+        tokio::task::spawn_blocking(move || {
+            if !cache.room.admit(bytes.len() as u64) {
+                cache
+                    .metrics
+                    .fills
+                    .with_label_values(&["over_hard_limit"])
+                    .inc();
+                return;
+            }
+            match files::write(&dir, &identifier, &name, &bytes) {
                 Ok(()) => {
                     cache.metrics.fills.with_label_values(&["stored"]).inc();
                     cache.metrics.filled_bytes.inc_by(bytes.len() as u64);
@@ -193,6 +249,7 @@ impl DerivativeCache {
                 }
                 Err(e) if files::is_disk_full(&e) => {
                     cache.metrics.fills.with_label_values(&["disk_full"]).inc();
+                    cache.room.disk_full();
                     if !cache.disk_full.swap(true, Ordering::Relaxed) {
                         log::error!(
                             "derivative cache: disk full under {}; serving without caching until space is freed (run lazyfetch prune)",
@@ -204,8 +261,8 @@ impl DerivativeCache {
                     cache.metrics.fills.with_label_values(&["failed"]).inc();
                     log::warn!("derivative cache: storing in {} failed: {e}", dir.display());
                 }
-            },
-        );
+            }
+        });
     }
 }
 

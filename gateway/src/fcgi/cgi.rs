@@ -33,7 +33,7 @@ impl BackendResponse {
 /// # Errors
 /// `BadHead` when no empty line ends the head within `max_head` bytes, or a line is not a valid
 /// header.
-pub(crate) fn parse_response(stdout: Bytes, max_head: usize) -> Result<BackendResponse, FcgiError> {
+pub fn parse_response(stdout: Bytes, max_head: usize) -> Result<BackendResponse, FcgiError> {
     // The blank line itself may end just past the limit.
     let searched = stdout.len().min(max_head.saturating_add(4));
     let (head_len, body_start) = find_head_end(&stdout[..searched]).ok_or_else(|| {

@@ -13,20 +13,23 @@ use std::pin::Pin;
 use std::task::{Context, Poll};
 use std::time::Duration;
 
-use bytes::BytesMut;
-use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, BufReader, ReadBuf};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt, ReadBuf};
 use tokio::net::{TcpStream, UnixStream};
 use tokio::time::{timeout_at, Instant};
 
 use super::cgi::{parse_response, BackendResponse};
 use super::error::{FcgiError, Phase};
-use super::record::{self, kind, Header, HEADER_LEN, REQUEST_ID};
+use super::record::{Output, ResponseReader, Step, HEADER_LEN};
 
 /// The CGI head may not be longer than this; iipsrv's heads are a few hundred bytes.
-pub(crate) const MAX_HEAD_BYTES: usize = 64 * 1024;
+pub const MAX_HEAD_BYTES: usize = 64 * 1024;
 
 /// At most this much of a process's `STDERR` is logged per request.
-const MAX_STDERR_LOGGED: usize = 2048;
+pub const MAX_STDERR_LOGGED: usize = 2048;
+
+/// The socket is read in pieces of at most this size (the size of the buffered reader this
+/// replaced, so that what "nothing received behind `END_REQUEST`" means did not change).
+const READ_BUFFER: usize = 64 * 1024;
 
 /// Where an iipsrv process listens: `127.0.0.1:9001` or `unix:/run/iipsrv/1.sock`.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -130,7 +133,7 @@ impl AsyncWrite for Connection {
     }
 }
 
-/// Sends one encoded request (see [`record::encode_request`]) over a fresh connection and reads
+/// Sends one encoded request (see [`super::record::encode_request`]) over a fresh connection and reads
 /// the complete answer; the connection is closed afterwards.
 ///
 /// `label` names the process in log lines.
@@ -195,57 +198,55 @@ async fn converse<S>(
 where
     S: AsyncRead + AsyncWrite + Unpin,
 {
-    let mut conn = BufReader::with_capacity(64 * 1024, stream);
+    timeout_at(first_byte_deadline, stream.write_all(request))
+        .await
+        .map_err(|_| FcgiError::Timeout(Phase::FirstByte))?
+        .map_err(FcgiError::Io)?;
 
-    let first = timeout_at(first_byte_deadline, async {
-        conn.write_all(request).await.map_err(FcgiError::Io)?;
-        read_header(&mut conn).await
-    })
-    .await
-    .map_err(|_| FcgiError::Timeout(Phase::FirstByte))??;
-
-    let mut stdout = BytesMut::new();
-    let mut stderr = Vec::new();
-    let mut next = first;
-    let app_status = loop {
-        // EOF before END_REQUEST: the process died (or closed on us) mid-request.
-        let header = next.ok_or(FcgiError::EndedWithoutResponse)?;
-        if header.request_id != REQUEST_ID {
-            return Err(FcgiError::Protocol(format!(
-                "record for request id {} on a connection carrying request {REQUEST_ID}",
-                header.request_id
-            )));
+    // The socket is read in pieces of up to READ_BUFFER bytes; the reader decodes them.
+    let mut reader = ResponseReader::new(limits.max_response_bytes, MAX_STDERR_LOGGED);
+    let mut buffer = vec![0u8; READ_BUFFER];
+    // Bytes received so far, for the first-byte deadline: it ends with the first record header.
+    let mut received = 0;
+    let (output, clean_end) = 'answer: loop {
+        let n = if received < HEADER_LEN {
+            timeout_at(first_byte_deadline, read_some(stream, &mut buffer))
+                .await
+                .map_err(|_| FcgiError::Timeout(Phase::FirstByte))??
+        } else {
+            read_some(stream, &mut buffer).await?
+        };
+        if n == 0 {
+            // EOF before END_REQUEST: the process died (or closed on us) mid-request.
+            return Err(FcgiError::EndedWithoutResponse);
         }
-        let len = usize::from(header.content_len);
-        match header.kind {
-            kind::STDOUT => {
-                if stdout.len() + len > limits.max_response_bytes {
-                    return Err(FcgiError::TooLarge(limits.max_response_bytes));
+        received += n;
+        let mut input = &buffer[..n];
+        loop {
+            match reader.feed(&mut input)? {
+                Step::NeedMore => break,
+                Step::Ignored(other) => {
+                    log::debug!("iipsrv {label}: ignoring fastcgi record of type {other}");
                 }
-                let start = stdout.len();
-                stdout.resize(start + len, 0);
-                read_content(&mut conn, &mut stdout[start..]).await?;
-            }
-            kind::STDERR => {
-                let mut content = vec![0; len];
-                read_content(&mut conn, &mut content).await?;
-                let room = MAX_STDERR_LOGGED.saturating_sub(stderr.len());
-                stderr.extend_from_slice(&content[..len.min(room)]);
-            }
-            kind::END_REQUEST => {
-                let mut content = vec![0; len];
-                read_content(&mut conn, &mut content).await?;
-                break record::parse_end_request(&content)?;
-            }
-            other => {
-                log::debug!("iipsrv {label}: ignoring fastcgi record of type {other}");
-                discard(&mut conn, len).await?;
+                // Clean: nothing received behind END_REQUEST.
+                Step::Done(output) => break 'answer (output, input.is_empty()),
             }
         }
-        discard(&mut conn, usize::from(header.padding_len)).await?;
-        next = read_header(&mut conn).await?;
     };
+    complete(output, label).map(|response| (response, clean_end))
+}
 
+/// The answer from its records: `STDERR` logged, the CGI head of `STDOUT` parsed. No I/O (the
+/// fuzz target in `gateway/fuzz` runs it too).
+///
+/// # Errors
+/// `EndedWithoutResponse` when there is no output at all, `BadHead` when its head is malformed.
+pub fn complete(output: Output, label: &str) -> Result<BackendResponse, FcgiError> {
+    let Output {
+        stdout,
+        stderr,
+        app_status,
+    } = output;
     if !stderr.is_empty() {
         log::warn!(
             "iipsrv {label} stderr: {}",
@@ -256,38 +257,17 @@ where
         log::debug!("iipsrv {label}: END_REQUEST (app status {app_status}) without output");
         return Err(FcgiError::EndedWithoutResponse);
     }
-    let clean_end = conn.buffer().is_empty();
-    parse_response(stdout.freeze(), MAX_HEAD_BYTES).map(|response| (response, clean_end))
+    parse_response(stdout.freeze(), MAX_HEAD_BYTES)
 }
 
-/// Reads the next record header. `None` means the connection ended (cleanly or not) before one
-/// was complete: for a FastCGI server that has not sent `END_REQUEST` yet, both mean the same.
-async fn read_header<R: AsyncRead + Unpin>(conn: &mut R) -> Result<Option<Header>, FcgiError> {
-    let mut bytes = [0u8; HEADER_LEN];
-    match conn.read_exact(&mut bytes).await {
-        Ok(_) => Header::parse(&bytes).map(Some),
-        Err(e) if ended(&e) => Ok(None),
+/// One read: the number of bytes read, 0 when the connection ended (cleanly or not; for a
+/// FastCGI server that has not sent `END_REQUEST` yet, both mean the same).
+async fn read_some<R: AsyncRead + Unpin>(conn: &mut R, buf: &mut [u8]) -> Result<usize, FcgiError> {
+    match conn.read(buf).await {
+        Ok(n) => Ok(n),
+        Err(e) if ended(&e) => Ok(0),
         Err(e) => Err(FcgiError::Io(e)),
     }
-}
-
-async fn read_content<R: AsyncRead + Unpin>(conn: &mut R, buf: &mut [u8]) -> Result<(), FcgiError> {
-    match conn.read_exact(buf).await {
-        Ok(_) => Ok(()),
-        Err(e) if ended(&e) => Err(FcgiError::EndedWithoutResponse),
-        Err(e) => Err(FcgiError::Io(e)),
-    }
-}
-
-async fn discard<R: AsyncRead + Unpin>(conn: &mut R, len: usize) -> Result<(), FcgiError> {
-    let mut scratch = [0u8; 256];
-    let mut left = len;
-    while left > 0 {
-        let n = left.min(scratch.len());
-        read_content(conn, &mut scratch[..n]).await?;
-        left -= n;
-    }
-    Ok(())
 }
 
 /// EOF, or a reset from a process that died with our request unread.
@@ -302,8 +282,9 @@ fn ended(e: &io::Error) -> bool {
 
 #[cfg(test)]
 mod tests {
+    use super::super::record::{self, kind, REQUEST_ID};
     use super::*;
-    use bytes::{BufMut, Bytes};
+    use bytes::{BufMut, Bytes, BytesMut};
     use tokio::io::duplex;
 
     const LIMITS: Limits = Limits {

@@ -55,6 +55,16 @@ mod crash_probe;
 #[cfg(test)]
 mod layering;
 
+/// The pure parsing code of the answer path, for the fuzz targets in `gateway/fuzz` and their
+/// corpus replay (`gateway/tests/fuzz_corpus.rs`): the same functions the client runs on every
+/// answer from iipsrv, reachable from outside the crate. Not an API.
+#[doc(hidden)]
+pub mod fuzzing {
+    pub use super::cgi::parse_response;
+    pub use super::client::{complete, MAX_HEAD_BYTES, MAX_STDERR_LOGGED};
+    pub use super::record::{Output, ResponseReader, Step};
+}
+
 pub use cgi::BackendResponse;
 pub use error::{FcgiError, Phase};
 pub use pool::{BackendPool, BackendStatus, PoolConfig};

@@ -1,7 +1,8 @@
 //! The FastCGI 1.0 record layer: bytes on the wire, no I/O.
 //!
-//! Only what a Responder client needs: encoding a whole request and decoding record headers
-//! and `END_REQUEST` bodies.
+//! Only what a Responder client needs: encoding a whole request, and decoding the answer's
+//! records ([`ResponseReader`]: headers, `STDOUT`, `STDERR`, `END_REQUEST`) from bytes as they
+//! arrive.
 
 use bytes::{BufMut, Bytes, BytesMut};
 
@@ -167,6 +168,230 @@ pub(crate) fn parse_end_request(content: &[u8]) -> Result<u32, FcgiError> {
     }
 }
 
+/// What the records of one answer add up to.
+#[derive(Debug)]
+pub struct Output {
+    /// The `STDOUT` stream: the CGI head, then the body.
+    pub stdout: BytesMut,
+    /// The start of `STDERR`: at most the `max_stderr` given to [`ResponseReader::new`].
+    pub stderr: Vec<u8>,
+    /// The application's exit status from `END_REQUEST`.
+    pub app_status: u32,
+}
+
+/// What [`ResponseReader::feed`] made of the bytes it was given.
+#[derive(Debug)]
+pub enum Step {
+    /// Every byte was used and the answer is not complete: feed more.
+    NeedMore,
+    /// The header of a record whose type a Responder client does not use (its content is
+    /// skipped); bytes may be left.
+    Ignored(u8),
+    /// `END_REQUEST` arrived: the answer is complete. Whatever follows its content (its padding
+    /// included) is left unread.
+    Done(Output),
+}
+
+/// Decodes the records a FastCGI server sends back for request [`REQUEST_ID`] as the bytes
+/// arrive, in whatever pieces the connection delivers them. No I/O: the client's socket loop
+/// feeds it, and so does the fuzz target (`gateway/fuzz`).
+///
+/// Bounds: the header of a `STDOUT` record that would take the stream past `max_stdout` bytes
+/// is refused (`TooLarge`) before any of its content is stored; only the first `max_stderr`
+/// bytes of `STDERR` are kept; other content is skipped without being stored. A record
+/// carries at most 64 KiB + 255 bytes, so nothing else grows.
+#[derive(Debug)]
+pub struct ResponseReader {
+    max_stdout: usize,
+    max_stderr: usize,
+    state: State,
+    stdout: BytesMut,
+    stderr: Vec<u8>,
+}
+
+#[derive(Debug)]
+enum State {
+    /// `got` bytes of a record header so far.
+    Header { bytes: [u8; HEADER_LEN], got: usize },
+    /// `left` bytes of a record's content to go, then `padding` bytes of padding.
+    Content {
+        kind: u8,
+        left: usize,
+        padding: usize,
+    },
+    /// `left` bytes of `END_REQUEST`'s content to go; the first (up to) 8 are its body.
+    EndRequest {
+        body: [u8; 8],
+        got: usize,
+        left: usize,
+    },
+    /// `left` bytes of padding to skip.
+    Padding { left: usize },
+    /// `END_REQUEST` was decoded.
+    Finished,
+}
+
+impl State {
+    fn header() -> State {
+        State::Header {
+            bytes: [0; HEADER_LEN],
+            got: 0,
+        }
+    }
+}
+
+impl ResponseReader {
+    /// A reader for one answer, bounded as described above.
+    pub fn new(max_stdout: usize, max_stderr: usize) -> ResponseReader {
+        ResponseReader {
+            max_stdout,
+            max_stderr,
+            state: State::header(),
+            stdout: BytesMut::new(),
+            stderr: Vec::new(),
+        }
+    }
+
+    /// Consumes bytes from the front of `input` until it is empty ([`Step::NeedMore`]), a
+    /// record of an unexpected type begins ([`Step::Ignored`], call again with the rest), or
+    /// `END_REQUEST` ends the answer ([`Step::Done`], the rest is not consumed). The end of the
+    /// stream before `Done` is `EndedWithoutResponse`, however much was decoded.
+    ///
+    /// # Errors
+    /// `Protocol` for a header that is not FastCGI 1, a record for another request id, an
+    /// `END_REQUEST` that is too short or refuses the request, or bytes fed after `Done`;
+    /// `TooLarge` when `STDOUT` would pass `max_stdout`. The reader is of no use afterwards.
+    pub fn feed(&mut self, input: &mut &[u8]) -> Result<Step, FcgiError> {
+        loop {
+            match &mut self.state {
+                State::Header { bytes, got } => {
+                    if input.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    let n = take_into(input, &mut bytes[*got..]);
+                    *got += n;
+                    if *got < HEADER_LEN {
+                        return Ok(Step::NeedMore);
+                    }
+                    let header = Header::parse(bytes)?;
+                    if let Some(step) = self.begin(header)? {
+                        return Ok(step);
+                    }
+                }
+                State::Content {
+                    kind,
+                    left,
+                    padding,
+                } => {
+                    if *left == 0 {
+                        self.state = State::Padding { left: *padding };
+                        continue;
+                    }
+                    if input.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    let (chunk, rest) = input.split_at((*left).min(input.len()));
+                    *input = rest;
+                    *left -= chunk.len();
+                    match *kind {
+                        kind::STDOUT => self.stdout.extend_from_slice(chunk),
+                        kind::STDERR => {
+                            let room = self.max_stderr.saturating_sub(self.stderr.len());
+                            self.stderr
+                                .extend_from_slice(&chunk[..chunk.len().min(room)]);
+                        }
+                        _ => {}
+                    }
+                }
+                State::EndRequest { body, got, left } => {
+                    if *left > 0 {
+                        if input.is_empty() {
+                            return Ok(Step::NeedMore);
+                        }
+                        let (chunk, rest) = input.split_at((*left).min(input.len()));
+                        *input = rest;
+                        *left -= chunk.len();
+                        let mut chunk = chunk;
+                        *got += take_into(&mut chunk, &mut body[*got..]);
+                        continue;
+                    }
+                    let app_status = parse_end_request(&body[..*got])?;
+                    self.state = State::Finished;
+                    return Ok(Step::Done(Output {
+                        stdout: std::mem::take(&mut self.stdout),
+                        stderr: std::mem::take(&mut self.stderr),
+                        app_status,
+                    }));
+                }
+                State::Padding { left } => {
+                    if *left == 0 {
+                        self.state = State::header();
+                        continue;
+                    }
+                    if input.is_empty() {
+                        return Ok(Step::NeedMore);
+                    }
+                    let n = (*left).min(input.len());
+                    *input = &input[n..];
+                    *left -= n;
+                }
+                State::Finished => {
+                    return Err(FcgiError::Protocol(
+                        "bytes fed to a finished fastcgi response reader".into(),
+                    ))
+                }
+            }
+        }
+    }
+
+    /// Checks a complete header and moves to its content. `Some` when the caller is to be told.
+    fn begin(&mut self, header: Header) -> Result<Option<Step>, FcgiError> {
+        if header.request_id != REQUEST_ID {
+            return Err(FcgiError::Protocol(format!(
+                "record for request id {} on a connection carrying request {REQUEST_ID}",
+                header.request_id
+            )));
+        }
+        let len = usize::from(header.content_len);
+        let padding = usize::from(header.padding_len);
+        let content = |kind| State::Content {
+            kind,
+            left: len,
+            padding,
+        };
+        match header.kind {
+            kind::STDOUT => {
+                if self.stdout.len() + len > self.max_stdout {
+                    return Err(FcgiError::TooLarge(self.max_stdout));
+                }
+                self.stdout.reserve(len);
+                self.state = content(kind::STDOUT);
+            }
+            kind::STDERR => self.state = content(kind::STDERR),
+            kind::END_REQUEST => {
+                self.state = State::EndRequest {
+                    body: [0; 8],
+                    got: 0,
+                    left: len,
+                };
+            }
+            other => {
+                self.state = content(other);
+                return Ok(Some(Step::Ignored(other)));
+            }
+        }
+        Ok(None)
+    }
+}
+
+/// Moves as many bytes as fit from the front of `input` into `out`; returns how many.
+fn take_into(input: &mut &[u8], out: &mut [u8]) -> usize {
+    let n = out.len().min(input.len());
+    out[..n].copy_from_slice(&input[..n]);
+    *input = &input[n..];
+    n
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -276,6 +501,51 @@ mod tests {
         assert!(matches!(
             encode_request(&[("A", &huge)], false),
             Err(FcgiError::InvalidParams(_))
+        ));
+    }
+
+    /// Feeds `stream` to a reader `chunk` bytes at a time.
+    fn read_all(stream: &[u8], chunk: usize, max_stdout: usize) -> Result<Output, FcgiError> {
+        let mut reader = ResponseReader::new(max_stdout, 4);
+        for piece in stream.chunks(chunk) {
+            let mut input = piece;
+            loop {
+                match reader.feed(&mut input)? {
+                    Step::NeedMore => break,
+                    Step::Ignored(_) => {}
+                    Step::Done(output) => return Ok(output),
+                }
+            }
+        }
+        Err(FcgiError::EndedWithoutResponse)
+    }
+
+    #[test]
+    fn the_reader_decodes_records_however_they_are_split() {
+        let mut stream = Vec::new();
+        let mut record = |kind, content: &[u8]| {
+            let mut buf = BytesMut::new();
+            put_record(&mut buf, kind, content);
+            stream.extend_from_slice(&buf);
+        };
+        record(kind::STDOUT, b"Status: 404\r\n");
+        record(kind::STDERR, b"oops, a warning");
+        record(kind::PARAMS, b"ignored");
+        record(kind::STDOUT, b"\r\nbody");
+        record(kind::END_REQUEST, &[0, 0, 0, 7, 0, 0, 0, 0]);
+        for chunk in [1, 2, 7, 8, 9, stream.len()] {
+            let output = read_all(&stream, chunk, 1024).unwrap();
+            assert_eq!(&output.stdout[..], b"Status: 404\r\n\r\nbody", "{chunk}");
+            assert_eq!(output.stderr, b"oops", "stderr is cut at its limit");
+            assert_eq!(output.app_status, 7);
+        }
+        assert!(matches!(
+            read_all(&stream, 3, 16),
+            Err(FcgiError::TooLarge(16))
+        ));
+        assert!(matches!(
+            read_all(&stream[..stream.len() - 1], 5, 1024),
+            Err(FcgiError::EndedWithoutResponse)
         ));
     }
 

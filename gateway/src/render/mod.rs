@@ -20,6 +20,7 @@
 //! What this module does not do: HTTP, caching, choosing what to ask iipsrv for, or cropping and
 //! scaling (iipsrv does both). A request iipsrv can answer as is never reaches it.
 
+pub mod cost;
 mod encode;
 mod geometry;
 mod sof;
@@ -56,7 +57,7 @@ pub enum OutputFormat {
     Gif,
     /// `webp`, always lossless (the only WebP encoder the image crate has).
     Webp,
-    /// `tif`, uncompressed.
+    /// `tif`, deflate-compressed strips with a horizontal predictor.
     Tiff,
 }
 

@@ -681,3 +681,26 @@ fn timing() {
         println!("{size}x{size} JPEG -> {format:?} at {degrees}°: {per_run:?} per render, {output_len} bytes");
     }
 }
+
+#[test]
+fn tiff_output_is_deflate_compressed() {
+    let jpeg = encode_jpeg(&quadrant_image(400, 200), None);
+    let mut rotated = spec(OutputFormat::Tiff);
+    rotated.degrees = 30.0;
+    for spec in [spec(OutputFormat::Tiff), rotated] {
+        let bytes = render(&jpeg, &spec).unwrap();
+        let mut decoder = tiff::decoder::Decoder::new(Cursor::new(&bytes)).unwrap();
+        let compression = decoder.get_tag_u32(tiff::tags::Tag::Compression).unwrap();
+        assert_eq!(compression, 8, "Adobe deflate");
+        let (width, height) = decoder.dimensions().unwrap();
+        let raw = u64::from(width) * u64::from(height) * 3;
+        assert!(
+            (bytes.len() as u64) < raw / 4,
+            "{} bytes for {width}x{height}: flat colours compress",
+            bytes.len()
+        );
+        // And it still decodes to the same picture.
+        let decoded = image::load_from_memory_with_format(&bytes, ImageFormat::Tiff).unwrap();
+        assert_eq!((decoded.width(), decoded.height()), (width, height));
+    }
+}

@@ -1,0 +1,375 @@
+//! Room on the cache mount for derivatives: an estimate of the cache's size, and a prune in the
+//! background when a write would take it past `gateway.cache.hard_limit`.
+//!
+//! The mount is there for masters: a request cannot be served without its master, while a
+//! derivative that is not stored only costs a render next time. So above the hard limit no new
+//! derivative is written (master downloads go on) and a prune starts, which brings the cache
+//! down to its low watermark. The cron prune keeps doing the everyday work; this is the guard
+//! for when it is late, not running, or outpaced.
+//!
+//! The estimate is the last measurement (a scan of the cache, or a prune's result) plus what
+//! this process wrote since. What other nodes and master downloads write shows at the next
+//! scan, which runs every `gateway.cache.rescan_interval_s` at the most, off the request path.
+//! A "disk full" from the file system counts as being over the limit until the next measurement.
+//! The decisions are pure ([`Estimate::decide`]); [`Room`] runs the scans and prunes.
+
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+use lazyfetch::layout::CacheLayout;
+use lazyfetch::prune::{self, PruneOptions};
+use lazyfetch::CacheConfig;
+use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
+
+/// Prunes start at most this often, even when the cache stays over the limit after one (its
+/// images are all in use, or masters alone are above it): each prune scans the whole mount.
+const MIN_PRUNE_GAP: Duration = Duration::from_secs(10);
+
+/// What to run in the background to measure the cache again.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) enum Refresh {
+    /// Count the cache's bytes.
+    Scan,
+    /// Prune to the low watermark; its result is the new measurement.
+    Prune,
+}
+
+impl Refresh {
+    fn as_str(self) -> &'static str {
+        match self {
+            Refresh::Scan => "scan",
+            Refresh::Prune => "prune",
+        }
+    }
+}
+
+/// Whether a derivative may be written, and what to start in the background.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(super) struct Verdict {
+    pub(super) write: bool,
+    pub(super) refresh: Option<Refresh>,
+}
+
+/// What the gateway knows about the cache's size. Pure: times are passed in.
+#[derive(Debug, Clone, Default)]
+pub(super) struct Estimate {
+    /// Bytes at the last measurement, and when it was taken (`None`: not measured yet).
+    measured: Option<(u64, Instant)>,
+    /// Bytes this process wrote since.
+    written: u64,
+    /// A scan or prune is running (one at a time).
+    refreshing: bool,
+}
+
+impl Estimate {
+    /// The estimated size, when it has been measured.
+    pub(super) fn bytes(&self) -> Option<u64> {
+        self.measured
+            .map(|(bytes, _)| bytes.saturating_add(self.written))
+    }
+
+    /// Whether `bytes` more may be written under `hard_limit`, counting them when so. Before the
+    /// first measurement every write is allowed (the first one starts a scan).
+    pub(super) fn decide(
+        &mut self,
+        bytes: u64,
+        hard_limit: u64,
+        rescan: Duration,
+        now: Instant,
+    ) -> Verdict {
+        let over = self
+            .bytes()
+            .is_some_and(|estimate| estimate.saturating_add(bytes) > hard_limit);
+        let age = self
+            .measured
+            .map(|(_, at)| now.saturating_duration_since(at));
+        let refresh = if self.refreshing {
+            None
+        } else if over {
+            age.is_some_and(|age| age >= MIN_PRUNE_GAP)
+                .then_some(Refresh::Prune)
+        } else {
+            age.is_none_or(|age| age >= rescan).then_some(Refresh::Scan)
+        };
+        self.refreshing |= refresh.is_some();
+        if !over {
+            self.written = self.written.saturating_add(bytes);
+        }
+        Verdict {
+            write: !over,
+            refresh,
+        }
+    }
+
+    /// The file system said it is full: over the limit until the next measurement.
+    pub(super) fn disk_full(&mut self, hard_limit: u64, now: Instant) {
+        let at = self.measured.map_or(now, |(_, at)| at);
+        self.measured = Some((hard_limit.saturating_add(1), at));
+        self.written = 0;
+    }
+
+    /// A refresh started when `written_before` bytes were counted ended with `measured` bytes
+    /// (`None`: it failed, the old estimate stays). What was written while it ran may not be
+    /// in the measurement, so it stays counted.
+    pub(super) fn refreshed(&mut self, measured: Option<u64>, written_before: u64, now: Instant) {
+        self.refreshing = false;
+        if let Some(bytes) = measured {
+            self.measured = Some((bytes, now));
+            self.written = self.written.saturating_sub(written_before);
+        }
+    }
+
+    fn written(&self) -> u64 {
+        self.written
+    }
+}
+
+/// The guard the derivative cache asks before each write.
+pub(super) struct Room {
+    layout: CacheLayout,
+    cache: CacheConfig,
+    estimate: Mutex<Estimate>,
+    metrics: RoomMetrics,
+}
+
+impl Room {
+    pub(super) fn new(layout: CacheLayout, cache: CacheConfig, registry: &Registry) -> Arc<Self> {
+        let metrics = RoomMetrics::register(registry);
+        metrics.hard_limit.set(gauge(cache.hard_limit_bytes()));
+        Arc::new(Room {
+            layout,
+            cache,
+            estimate: Mutex::new(Estimate::default()),
+            metrics,
+        })
+    }
+
+    /// Whether a derivative of `bytes` may be written now; starts a scan or prune when due.
+    /// Call it from a blocking thread: a refresh it starts runs there too.
+    pub(super) fn admit(self: &Arc<Self>, bytes: u64) -> bool {
+        let hard_limit = self.cache.hard_limit_bytes();
+        let rescan = Duration::from_secs(self.cache.rescan_interval_s);
+        let (verdict, written) = {
+            let mut estimate = self.estimate.lock().expect("room lock");
+            let verdict = estimate.decide(bytes, hard_limit, rescan, Instant::now());
+            self.metrics.set_estimate(&estimate);
+            (verdict, estimate.written())
+        };
+        if let Some(refresh) = verdict.refresh {
+            let room = self.clone();
+            std::thread::Builder::new()
+                .name(format!("cache-{}", refresh.as_str()))
+                .spawn(move || room.refresh(refresh, written))
+                .map_err(|e| log::error!("cache mount: cannot start a {refresh:?}: {e}"))
+                .ok();
+        }
+        verdict.write
+    }
+
+    /// A write failed because the file system is full.
+    pub(super) fn disk_full(&self) {
+        let mut estimate = self.estimate.lock().expect("room lock");
+        estimate.disk_full(self.cache.hard_limit_bytes(), Instant::now());
+        self.metrics.set_estimate(&estimate);
+    }
+
+    fn refresh(&self, refresh: Refresh, written_before: u64) {
+        let measured = match refresh {
+            Refresh::Scan => lazyfetch::stats::stats(&self.layout, &self.cache).map(|s| s.bytes),
+            Refresh::Prune => {
+                prune::prune(&self.layout, &self.cache, PruneOptions::default()).map(|report| {
+                    log::warn!(
+                        "cache mount above its hard limit ({} bytes): pruned {} images, {} bytes freed, {} bytes now",
+                        self.cache.hard_limit_bytes(),
+                        report.removed.len(),
+                        report.freed_bytes,
+                        report.after_bytes
+                    );
+                    report.after_bytes
+                })
+            }
+        };
+        let outcome = match &measured {
+            Ok(_) => "ok",
+            Err(e) => {
+                log::error!(
+                    "cache mount: {} of {} failed: {e}",
+                    refresh.as_str(),
+                    self.layout.root().display()
+                );
+                "failed"
+            }
+        };
+        self.metrics
+            .refreshes
+            .with_label_values(&[refresh.as_str(), outcome])
+            .inc();
+        let mut estimate = self.estimate.lock().expect("room lock");
+        estimate.refreshed(measured.ok(), written_before, Instant::now());
+        self.metrics.set_estimate(&estimate);
+    }
+}
+
+fn gauge(bytes: u64) -> i64 {
+    i64::try_from(bytes).unwrap_or(i64::MAX)
+}
+
+struct RoomMetrics {
+    estimated: IntGauge,
+    hard_limit: IntGauge,
+    refreshes: IntCounterVec,
+}
+
+impl RoomMetrics {
+    fn register(registry: &Registry) -> Self {
+        let gauge = |name: &str, help: &str| {
+            let gauge = IntGauge::new(name, help).expect("valid gauge");
+            registry
+                .register(Box::new(gauge.clone()))
+                .expect("unique metric");
+            gauge
+        };
+        let refreshes = IntCounterVec::new(
+            Opts::new(
+                "iiif_gateway_cache_mount_refreshes_total",
+                "Measurements of the cache mount started by the gateway, by kind (scan, prune) and outcome (ok, failed).",
+            ),
+            &["kind", "outcome"],
+        )
+        .expect("valid counter");
+        registry
+            .register(Box::new(refreshes.clone()))
+            .expect("unique metric");
+        RoomMetrics {
+            estimated: gauge(
+                "iiif_gateway_cache_mount_estimated_bytes",
+                "The gateway's estimate of the cache's size: its last scan plus what it wrote since.",
+            ),
+            hard_limit: gauge(
+                "iiif_gateway_cache_mount_hard_limit_bytes",
+                "Above this no derivative is written and a prune starts (gateway.cache.hard_limit).",
+            ),
+            refreshes,
+        }
+    }
+
+    fn set_estimate(&self, estimate: &Estimate) {
+        if let Some(bytes) = estimate.bytes() {
+            self.estimated.set(gauge(bytes));
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const HARD: u64 = 1000;
+    const RESCAN: Duration = Duration::from_secs(300);
+
+    fn measured(bytes: u64, at: Instant) -> Estimate {
+        let mut estimate = Estimate::default();
+        estimate.refreshed(Some(bytes), 0, at);
+        estimate
+    }
+
+    #[test]
+    fn the_first_write_is_allowed_and_starts_a_scan() {
+        let now = Instant::now();
+        let mut estimate = Estimate::default();
+        let verdict = estimate.decide(10, HARD, RESCAN, now);
+        assert_eq!(
+            verdict,
+            Verdict {
+                write: true,
+                refresh: Some(Refresh::Scan)
+            }
+        );
+        // One refresh at a time.
+        assert_eq!(estimate.decide(10, HARD, RESCAN, now).refresh, None);
+        estimate.refreshed(Some(500), 10, now);
+        // The write counted before the scan is in it; the one after is not.
+        assert_eq!(estimate.bytes(), Some(510));
+    }
+
+    #[test]
+    fn writes_are_counted_until_the_hard_limit() {
+        let now = Instant::now();
+        let mut estimate = measured(900, now);
+        assert!(estimate.decide(100, HARD, RESCAN, now).write);
+        assert_eq!(estimate.bytes(), Some(1000));
+        let refused = estimate.decide(1, HARD, RESCAN, now);
+        assert!(!refused.write);
+        // Too soon after the last measurement for a prune.
+        assert_eq!(refused.refresh, None);
+        assert_eq!(
+            estimate.bytes(),
+            Some(1000),
+            "a refused write is not counted"
+        );
+    }
+
+    #[test]
+    fn over_the_limit_a_prune_starts_and_its_result_is_the_new_estimate() {
+        let then = Instant::now();
+        let now = then + MIN_PRUNE_GAP;
+        let mut estimate = measured(990, then);
+        let verdict = estimate.decide(20, HARD, RESCAN, now);
+        assert_eq!(
+            verdict,
+            Verdict {
+                write: false,
+                refresh: Some(Refresh::Prune)
+            }
+        );
+        assert!(!estimate.decide(20, HARD, RESCAN, now).write);
+        estimate.refreshed(Some(800), 0, now);
+        assert!(estimate.decide(20, HARD, RESCAN, now).write);
+        assert_eq!(estimate.bytes(), Some(820));
+    }
+
+    #[test]
+    fn a_stale_estimate_is_scanned_again() {
+        let then = Instant::now();
+        let mut estimate = measured(100, then);
+        assert_eq!(estimate.decide(1, HARD, RESCAN, then).refresh, None);
+        let verdict = estimate.decide(1, HARD, RESCAN, then + RESCAN);
+        assert_eq!(verdict.refresh, Some(Refresh::Scan));
+        assert!(verdict.write);
+    }
+
+    #[test]
+    fn a_failed_refresh_keeps_the_old_estimate_and_can_be_retried() {
+        let then = Instant::now();
+        let mut estimate = measured(100, then);
+        estimate.decide(1, HARD, RESCAN, then + RESCAN);
+        estimate.refreshed(None, 1, then + RESCAN);
+        assert_eq!(estimate.bytes(), Some(101));
+        assert_eq!(
+            estimate.decide(1, HARD, RESCAN, then + RESCAN).refresh,
+            Some(Refresh::Scan)
+        );
+    }
+
+    #[test]
+    fn a_full_disk_stops_writes_until_measured_again() {
+        let then = Instant::now();
+        let mut estimate = measured(100, then);
+        estimate.disk_full(HARD, then);
+        assert!(!estimate.decide(1, HARD, RESCAN, then).write);
+        let later = then + MIN_PRUNE_GAP;
+        assert_eq!(
+            estimate.decide(1, HARD, RESCAN, later).refresh,
+            Some(Refresh::Prune)
+        );
+        estimate.refreshed(Some(300), 0, later);
+        assert!(estimate.decide(1, HARD, RESCAN, later).write);
+    }
+
+    #[test]
+    fn huge_numbers_saturate() {
+        let now = Instant::now();
+        let mut estimate = measured(u64::MAX - 1, now);
+        assert!(!estimate.decide(u64::MAX, u64::MAX, RESCAN, now).write);
+    }
+}
