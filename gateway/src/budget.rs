@@ -438,13 +438,18 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, Error::OverBudget { .. }));
         let other = budget.reserve(16 << 20).await.unwrap();
-        // 12 + 16 of 32 MiB: no room for 8 more.
+        let third = budget.reserve(2 << 20).await.unwrap();
+        // 12 + 16 + 2 of 32 MiB: no room for the 4 more that 16 needs.
         let error = budget
             .grow_to(&mut reservation, 16 << 20)
             .await
             .unwrap_err();
         assert_eq!(error, Error::RenderBusy);
         assert_eq!(reservation.bytes(), 12 << 20);
+        drop(third);
+        // 12 + 16 of 32: now it fits.
+        budget.grow_to(&mut reservation, 16 << 20).await.unwrap();
+        assert_eq!(budget.metrics.reserved.get(), 32 << 20);
         drop((reservation, other));
         assert_eq!(budget.metrics.reserved.get(), 0);
     }

@@ -419,8 +419,13 @@ async fn cold_times(stack: &Stack, identifiers: &[&str]) -> Vec<Duration> {
     times
 }
 
-/// 100 clients asking for unknown identifiers do not make a real, uncached image slow, and
-/// an identifier S3 does not have is asked for once, not once per request.
+/// 100 clients asking for unknown identifiers do not hold up a real, uncached image, and an
+/// identifier S3 does not have is asked for once, not once per request.
+///
+/// Timings are printed, not compared with each other: on a shared 2-core machine a cold
+/// master's time varies several-fold with no flood at all. The one bound is far from the
+/// noise: before misses were remembered and kept out of the download slots, a cold master
+/// took 2.23 s during this flood (0.17 s alone).
 #[tokio::test]
 async fn an_unknown_identifier_flood_leaves_cold_masters_fast() {
     let garage = Garage::new();
@@ -432,17 +437,13 @@ async fn an_unknown_identifier_flood_leaves_cold_masters_fast() {
     let idle = cold_times(&stack, &cold[..3]).await;
     let gets_before = garage.s3_requests("GetObject");
     // 3,000 requests, 100 at a time, for 300 identifiers S3 does not have.
-    let stop = Arc::new(AtomicBool::new(false));
     let answered = Arc::new(AtomicUsize::new(0));
     let flood: Vec<_> = (0..100)
         .map(|client_n| {
             let (client, base) = (client(), stack.url("/iiif/3"));
-            let (stop, answered) = (stop.clone(), answered.clone());
+            let answered = answered.clone();
             tokio::spawn(async move {
                 for round in 0..30 {
-                    if stop.load(Ordering::Relaxed) {
-                        break;
-                    }
                     let id = format!("missing-{}", (client_n * 30 + round) % 300);
                     let url = format!("{base}/{id}/full/128,/0/default.jpg");
                     let status = client.get(&url).send().await.unwrap().status();
@@ -455,26 +456,29 @@ async fn an_unknown_identifier_flood_leaves_cold_masters_fast() {
             })
         })
         .collect();
-    // Measured while the flood runs.
-    tokio::time::sleep(Duration::from_millis(200)).await;
+    // Measured while the flood runs (cold_times asserts each is a 200).
+    while answered.load(Ordering::Relaxed) < 100 {
+        tokio::time::sleep(Duration::from_millis(1)).await;
+    }
+    let answered_before = answered.load(Ordering::Relaxed);
     let flooded = cold_times(&stack, &cold[3..]).await;
     let answered_during = answered.load(Ordering::Relaxed);
     for task in flood {
         task.await.unwrap();
     }
-    stop.store(true, Ordering::Relaxed);
     let misses = garage.s3_requests("GetObject") - gets_before - 3;
     println!(
-        "cold master alone {idle:?}, during the flood {flooded:?} ({answered_during} flood answers by then); {misses} S3 GETs for 3,000 unknown-id requests"
+        "cold master alone {idle:?}, during the flood {flooded:?} (flood answers {answered_before} before, {answered_during} after); {misses} S3 GETs for 3,000 unknown-id requests"
     );
-    let median = |times: &[Duration]| times[times.len() / 2];
+    let slowest = *flooded.last().expect("three cold masters");
     assert!(
-        median(&flooded) <= 3 * median(&idle),
-        "a cold master took {:?} during the flood, {:?} alone",
-        median(&flooded),
-        median(&idle)
+        slowest < Duration::from_secs(1),
+        "a cold master took {slowest:?} during the flood ({idle:?} alone)"
     );
-    assert!(answered_during > 0, "the flood had not started");
+    assert!(
+        answered_before < 3000,
+        "the flood was over before the cold masters were asked for"
+    );
     // Each unknown identifier reaches S3 once (concurrent look-ups of one are shared or
     // remembered): 300, with a little room for a look-up that raced the first answer.
     assert!(

@@ -77,9 +77,12 @@ impl Estimate {
         rescan: Duration,
         now: Instant,
     ) -> Verdict {
-        let over = self
-            .bytes()
-            .is_some_and(|estimate| estimate.saturating_add(bytes) > hard_limit);
+        // A sum that overflows is past any limit.
+        let over = self.bytes().is_some_and(|estimate| {
+            estimate
+                .checked_add(bytes)
+                .is_none_or(|total| total > hard_limit)
+        });
         let age = self
             .measured
             .map(|(_, at)| now.saturating_duration_since(at));
