@@ -11,6 +11,11 @@
 #           are fetched once through a second gateway with a cache ("cached"), the bytes saved as
 #           files that nginx serves statically ("static", nginx/static-files.conf), then both are
 #           measured with the same lists, and the uncached gateway too ("gateway")
+#   contention  the gateway alone, masters from Garage through its cache mount, derivative
+#           cache off: the tiles list alone, then while 50 clients loop over worst-case renders
+#           (upscaled, odd angles, costly formats), then while 100 clients ask for 300
+#           identifiers S3 does not have; a scenario of its own (no baseline: nginx -> iipsrv
+#           cannot read masters from S3)
 # Prints a Markdown table (req/s, p50, p99, errors/non-2xx, CPU per request of the front
 # process and of iipsrv) and the gateway/baseline ratios; also saved under var/loadtest/.
 # The launcher (`stack up --detach`, stack/) starts and stops the servers; `loadtest wrk …`
@@ -46,6 +51,10 @@ if [[ " ${scenarios[*]} " == *" hot "* ]]; then
     for t in gateway cached static; do
         [[ " ${targets[*]} " == *" $t "* ]] || targets+=("$t")
     done
+fi
+if [[ " ${scenarios[*]} " == *" contention "* ]]; then
+    ((${#scenarios[@]} == 1)) || die "the contention scenario runs alone (SCENARIOS=contention)"
+    targets=(gateway)
 fi
 here=$IIIF_REPO/loadtest/wrk
 images=$IIIF_VAR/images
@@ -85,6 +94,7 @@ else
     stack_args+=(--iipsrv 2)
 fi
 has_target baseline && stack_args+=(--baseline)
+[[ ${scenarios[*]} == contention ]] && stack_args+=(--garage --no-derivatives)
 gateways=()
 has_target gateway && gateways+=(--gateway gateway)
 has_target cached && gateways+=(--gateway cached:cache)
@@ -167,6 +177,22 @@ run_wrk() {
         --latency -s "$here/urls.lua" "$url" -- "$list" "$prefix"
 }
 
+# with_background CONNECTIONS LIST COMMAND...: COMMAND while wrk keeps CONNECTIONS clients busy
+# with the v3 paths of LIST on the gateway (their own answers, 4xx and 503 included, are
+# summed up in $out_dir/background-*.txt, not in the table).
+with_background() {
+    local clients=$1 list=$2 bg
+    shift 2
+    # It outlasts COMMAND's warm-up and run by 3 s, then ends by itself and prints its summary.
+    timeout $((warmup + duration + 60)) wrk -t1 -c"$clients" -d$((warmup + duration + 4))s \
+        --timeout 10s -s "$here/urls.lua" "${base_url[gateway]}" -- "$list" /iiif/3/ \
+        >"$out_dir/background-$(basename "$list" .txt).txt" 2>&1 &
+    bg=$!
+    sleep 1
+    "$@"
+    wait "$bg" || true
+}
+
 : >"$work/rows.jsonl"
 for scenario in "${scenarios[@]}"; do
     case $scenario in
@@ -209,6 +235,21 @@ for scenario in "${scenarios[@]}"; do
             run_wrk hot-tiles "$target" /iiif/2/ "$work/hot-tiles.txt"
             run_wrk hot-thumbs "$target" /iiif/2/ "$work/thumbs.txt"
         done
+        ;;
+    contention)
+        formats=(tif gif png webp jpg)
+        for i in $(seq 0 49); do
+            printf 'astronaut/full/^%d,/%d.5/default.%s\n' $((1200 + 40 * i)) $((11 + i)) "${formats[i % 5]}"
+        done >"$work/worst-case.txt"
+        for i in $(seq 0 299); do
+            printf 'missing-%d/full/128,/0/default.jpg\n' "$i"
+        done >"$work/unknown-ids.txt"
+        heading "contention: tiles alone"
+        run_wrk tiles-alone gateway /iiif/2/ "$work/tiles-v2.txt"
+        heading "contention: tiles while 50 clients ask for worst-case renders"
+        with_background 50 "$work/worst-case.txt" run_wrk tiles-during-renders gateway /iiif/2/ "$work/tiles-v2.txt"
+        heading "contention: tiles while 100 clients ask for unknown identifiers"
+        with_background 100 "$work/unknown-ids.txt" run_wrk tiles-during-flood gateway /iiif/2/ "$work/tiles-v2.txt"
         ;;
     *) die "unknown scenario $scenario" ;;
     esac

@@ -1,8 +1,8 @@
 //! nginx under a prefix of its own (no root-owned paths), in the foreground so the stack owns
-//! its master process: either the measured baseline in front of iipsrv
-//! (`nginx/iipsrv-baseline.conf`) or static files (`nginx/static-files.conf`, the hot-cache
-//! anchor). Both files live in `nginx/` as the documented configurations; this module only
-//! fills in their `@LISTEN@`, `@IIPSRV_SERVERS@` and `@STATIC_ROOT@`. Ready when
+//! its master process: the measured baseline in front of iipsrv (`nginx/iipsrv-baseline.conf`),
+//! static files (`nginx/static-files.conf`, the hot-cache anchor), or the public front of
+//! several gateways (`nginx/gateway-front.conf`). The files live in `nginx/` as the documented
+//! configurations; this module only fills in their `@…@` placeholders. Ready when
 //! `/nginx-ping` answers 200.
 
 use std::net::SocketAddr;
@@ -20,6 +20,7 @@ use crate::process::Process;
 
 const BASELINE_CONF: &str = include_str!("../../nginx/iipsrv-baseline.conf");
 const STATIC_CONF: &str = include_str!("../../nginx/static-files.conf");
+const FRONT_CONF: &str = include_str!("../../nginx/gateway-front.conf");
 const READY_WITHIN: Duration = Duration::from_secs(10);
 
 /// What nginx serves.
@@ -30,6 +31,12 @@ pub enum Site {
     Baseline,
     /// The files below this directory, at their paths.
     Static(PathBuf),
+    /// The public front of the gateways whose public listeners are the backends, answering
+    /// for `server_name` only.
+    Front {
+        /// The public host name.
+        server_name: String,
+    },
 }
 
 /// One nginx.
@@ -54,7 +61,8 @@ pub struct Nginx {
 }
 
 impl Nginx {
-    /// Writes its config and starts it; `backends` are the iipsrv addresses of a baseline.
+    /// Writes its config and starts it; `backends` are the iipsrv addresses of a baseline, or
+    /// the gateways' public addresses of a front.
     ///
     /// # Errors
     /// A missing binary, a taken port, or no answer within 10 s (quoting its error log).
@@ -144,17 +152,21 @@ impl Nginx {
 fn render(site: &Site, port: u16, backends: &[String]) -> Result<String, String> {
     let listen = format!("127.0.0.1:{port}");
     let text = match site {
-        Site::Baseline => {
-            if backends.is_empty() {
-                return Err("the baseline needs iipsrv processes".into());
+        Site::Baseline => BASELINE_CONF.replace("@LISTEN@", &listen).replace(
+            "@IIPSRV_SERVERS@",
+            &upstream_servers(backends, "iipsrv processes")?,
+        ),
+        Site::Front { server_name } => {
+            if !is_server_name(server_name) {
+                return Err(format!("{server_name:?} is not a host name"));
             }
-            let servers: String = backends
-                .iter()
-                .map(|address| format!("server {address}; "))
-                .collect();
-            BASELINE_CONF
+            FRONT_CONF
                 .replace("@LISTEN@", &listen)
-                .replace("@IIPSRV_SERVERS@", servers.trim_end())
+                .replace("@SERVER_NAME@", server_name)
+                .replace(
+                    "@GATEWAY_SERVERS@",
+                    &upstream_servers(backends, "gateways")?,
+                )
         }
         Site::Static(root) => STATIC_CONF
             .replace("@LISTEN@", &listen)
@@ -172,6 +184,26 @@ fn render(site: &Site, port: u16, backends: &[String]) -> Result<String, String>
             "unfilled placeholders in the nginx config: {left:?}"
         ))
     }
+}
+
+/// `server A; server B;` for an upstream block.
+fn upstream_servers(backends: &[String], what: &str) -> Result<String, String> {
+    if backends.is_empty() {
+        return Err(format!("no {what} to send requests to"));
+    }
+    let servers: Vec<String> = backends
+        .iter()
+        .map(|address| format!("server {address};"))
+        .collect();
+    Ok(servers.join(" "))
+}
+
+/// A name nginx's `server_name` takes as one exact host (no spaces, wildcards or regexes).
+fn is_server_name(name: &str) -> bool {
+    !name.is_empty()
+        && name
+            .bytes()
+            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'.' | b'-'))
 }
 
 #[cfg(test)]
@@ -192,6 +224,29 @@ mod tests {
             "{conf}"
         );
         assert!(render(&Site::Baseline, 1, &[]).is_err());
+    }
+
+    #[test]
+    fn the_front_serves_one_host_over_every_gateway() {
+        let site = Site::Front {
+            server_name: "images.example.org".into(),
+        };
+        let conf = render(
+            &site,
+            8080,
+            &["127.0.0.1:7001".into(), "127.0.0.1:7002".into()],
+        )
+        .unwrap();
+        assert!(conf.contains("server_name images.example.org;"), "{conf}");
+        assert!(
+            conf.contains("server 127.0.0.1:7001; server 127.0.0.1:7002;"),
+            "{conf}"
+        );
+        assert!(render(&site, 1, &[]).is_err());
+        let bad = Site::Front {
+            server_name: "a.example; include /etc/passwd".into(),
+        };
+        assert!(render(&bad, 1, &["127.0.0.1:7001".into()]).is_err());
     }
 
     #[test]

@@ -116,6 +116,17 @@ async fn a_second_identical_request_is_served_without_iipsrv() {
         "the hit reached iipsrv"
     );
     assert_eq!(derivative_files(&cache_root(&stack)).len(), 1);
+
+    // A HEAD of a cached derivative has the GET's exact length (and still no iipsrv request).
+    let head = client().head(stack.url(path)).send().await.unwrap();
+    assert_eq!(head.status(), StatusCode::OK);
+    assert_eq!(header(&head, "etag"), etag);
+    assert_eq!(
+        header(&head, "content-length"),
+        first_body.len().to_string()
+    );
+    assert!(head.bytes().await.unwrap().is_empty());
+    assert_eq!(iipsrv_image_requests(&stack).await, 1);
 }
 
 #[tokio::test]

@@ -38,6 +38,63 @@ async fn trusted_proxy_headers_shape_the_public_id() {
     assert_eq!(info["@id"], "https://cdn.example.org/iiif/2/astronaut");
 }
 
+/// Through the real nginx front (which appends its own value to `X-Forwarded-Host` and
+/// `X-Forwarded-For`), what a client writes in those headers or in `Host` never becomes the host
+/// of ids, `Location` or `Link`: the gateway believes only the last item, the one nginx added,
+/// and nginx answers only for its own server name.
+#[tokio::test]
+async fn behind_the_nginx_front_clients_cannot_choose_the_public_host() {
+    let stack = Stack::start();
+    let front = stack.front("images.example.org");
+    let through_front = |path: &str| {
+        client()
+            .get(format!("{}{path}", front.url()))
+            .header("Host", "images.example.org")
+            .header("X-Forwarded-Host", "evil.example")
+            .header("X-Forwarded-Proto", "https")
+            .header("X-Forwarded-Prefix", "/phish")
+            .header("Forwarded", "host=evil.example;proto=https")
+    };
+
+    let response = through_front("/iiif/3/astronaut/info.json")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let info: Value = response.json().await.unwrap();
+    assert_eq!(info["id"], "http://images.example.org/iiif/3/astronaut");
+
+    let response = through_front("/iiif/2/astronaut").send().await.unwrap();
+    assert_eq!(response.status(), 303);
+    assert_eq!(
+        response.headers()["location"],
+        "http://images.example.org/iiif/2/astronaut/info.json"
+    );
+
+    let response = through_front("/iiif/3/astronaut/0,0,256,256/256,/0/default.jpg")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 200);
+    let link = response.headers()["link"].to_str().unwrap().to_owned();
+    assert!(
+        link.contains(
+            "<http://images.example.org/iiif/3/astronaut/0,0,256,256/max/0/default.jpg>;rel=\"canonical\""
+        ),
+        "{link}"
+    );
+    assert!(!link.contains("evil"), "{link}");
+
+    // Another host is not served at all.
+    let response = client()
+        .get(format!("{}/iiif/3/astronaut/info.json", front.url()))
+        .header("Host", "evil.example")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(response.status(), 421);
+}
+
 #[tokio::test]
 async fn admin_endpoints_are_not_public() {
     let stack = Stack::start();

@@ -15,6 +15,7 @@ use std::time::Duration;
 use gateway::config::RawGatewayConfig;
 use stack::gateway::{Gateway, GatewaySpec, PublicBaseUrl, Wiring};
 use stack::iipsrv::{Iipsrv, IipsrvPool, IipsrvSpec};
+use stack::nginx::{Nginx, NginxSpec, Site};
 
 pub(crate) use stack::{free_port, Redis};
 
@@ -127,6 +128,21 @@ impl Stack {
 
     pub(crate) fn url(&self, path: &str) -> String {
         self.gateway.url(path)
+    }
+
+    /// A real nginx in front of the gateway (`nginx/gateway-front.conf`), answering for
+    /// `server_name`; stopped when dropped.
+    pub(crate) fn front(&self, server_name: &str) -> Nginx {
+        let spec = NginxSpec {
+            name: "front".into(),
+            prefix: self.scratch.join("front"),
+            port: None,
+            site: Site::Front {
+                server_name: server_name.into(),
+            },
+        };
+        let gateway = format!("127.0.0.1:{}", self.gateway.port());
+        Nginx::start(&spec, &[gateway]).unwrap_or_else(|e| panic!("{e}"))
     }
 
     pub(crate) fn admin_url(&self, path: &str) -> String {

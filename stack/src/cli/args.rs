@@ -3,6 +3,7 @@
 //! ports of `deploy/local/up` are passed by it).
 
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 use clap::{Args, Parser, Subcommand};
 use lazyfetch::config::CacheConfig;
@@ -185,6 +186,10 @@ pub(crate) struct StackArgs {
     /// The budget of every gateway cache.
     #[arg(long, default_value = "10GiB", value_name = "SIZE")]
     pub cache_budget: String,
+    /// The gateways keep no derivatives: every image request is rendered (masters still come
+    /// through the cache mount), as when measuring uncached requests.
+    #[arg(long)]
+    pub no_derivatives: bool,
     /// Pingora threads per gateway.
     #[arg(long, env = "GATEWAY_THREADS", default_value_t = 2)]
     pub gateway_threads: usize,
@@ -366,6 +371,9 @@ impl StackArgs {
                 log_filter: self.log_filter.clone(),
                 ..GatewaySpec::new(name)
             };
+            if self.no_derivatives {
+                spec.configure = Some(Arc::new(|raw| raw.derivatives.enabled = false));
+            }
             let mut cache = own_cache.then(|| dir.join(format!("{name}-cache")));
             if i == 0 {
                 spec.port = self.gateway_port;
