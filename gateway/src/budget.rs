@@ -5,8 +5,14 @@
 //! bytes it holds while doing so and while sending the result:
 //!
 //! - every request that renders or passes a JPEG through **reserves its worst case**
-//!   ([`crate::render::cost::peak_bytes`]) before asking iipsrv, from one budget of
+//!   ([`crate::render::cost::peak_bytes`]) before asking iipsrv, from the budget of
 //!   `gateway.render.memory_mib`; it waits at most `queue_timeout_ms` for room (then 503);
+//! - the budget has **two lanes**, because a waiter is served first come, first served: a
+//!   tile needing 200 KiB queued behind a render waiting for 200 MiB would wait as long as
+//!   it does. An eighth of the budget is kept for *small* requests (a worst case of at most
+//!   a sixteenth of that eighth: 4 MiB of the default 512 MiB, which covers tiles and
+//!   thumbnails), the rest is for the others; neither lane waits for the other, and together
+//!   they are the budget;
 //! - a request whose worst case alone is above `max_request_mib` is refused at once (400): no
 //!   amount of waiting makes room for it;
 //! - after the render, the reservation shrinks to the encoded size and travels with the reply
@@ -29,6 +35,11 @@ use crate::error::Error;
 
 /// The budget counts in KiB: the semaphore takes at most `u32::MAX` permits per acquisition.
 const UNIT: u64 = 1024;
+
+/// The small lane is this fraction of the budget...
+const SMALL_LANE_DIVISOR: u64 = 8;
+/// ...and a small request's worst case at most this fraction of the small lane.
+const SMALL_REQUEST_DIVISOR: u64 = 16;
 
 /// `gateway.render` as written in the file; every key is optional.
 #[derive(Debug, Default, Deserialize, Serialize)]
@@ -53,6 +64,8 @@ pub struct RawRender {
 pub struct RenderLimits {
     pub memory_bytes: u64,
     pub max_request_bytes: u64,
+    /// The part of `memory_bytes` kept for small requests.
+    pub small_lane_bytes: u64,
     pub workers: usize,
     pub queue_timeout: Duration,
 }
@@ -74,9 +87,11 @@ impl RawRender {
             problems.push("gateway.render.memory_mib must be at least 16".to_owned());
         }
         let max_request_mib = self.max_request_mib.unwrap_or(memory_mib / 2);
-        if max_request_mib == 0 || max_request_mib > memory_mib {
+        // A large request can only ever get the large lane.
+        let large_lane_mib = memory_mib - memory_mib / SMALL_LANE_DIVISOR;
+        if max_request_mib == 0 || max_request_mib > large_lane_mib {
             problems.push(format!(
-                "gateway.render.max_request_mib must be between 1 and memory_mib ({memory_mib})"
+                "gateway.render.max_request_mib must be between 1 and {large_lane_mib} (memory_mib less the eighth kept for small requests)"
             ));
         }
         let workers = self.workers.unwrap_or_else(|| {
@@ -95,6 +110,7 @@ impl RawRender {
         Ok(RenderLimits {
             memory_bytes: memory_mib << 20,
             max_request_bytes: max_request_mib << 20,
+            small_lane_bytes: (memory_mib << 20) / SMALL_LANE_DIVISOR,
             workers,
             queue_timeout: Duration::from_millis(queue_timeout_ms),
         })
@@ -133,15 +149,34 @@ pub struct Body {
 /// Memory and workers for renders.
 pub struct RenderBudget {
     limits: RenderLimits,
-    memory: Arc<Semaphore>,
+    small: Lane,
+    large: Lane,
     workers: Arc<Semaphore>,
     metrics: BudgetMetrics,
+}
+
+/// One lane of the memory budget.
+#[derive(Debug, Clone)]
+struct Lane {
+    memory: Arc<Semaphore>,
+    units: u32,
+}
+
+impl Lane {
+    fn new(bytes: u64) -> Lane {
+        let units = units(bytes);
+        Lane {
+            memory: Arc::new(Semaphore::new(units as usize)),
+            units,
+        }
+    }
 }
 
 /// Bytes of the budget held by one request; given back when dropped.
 #[derive(Debug)]
 pub struct Reservation {
     permit: OwnedSemaphorePermit,
+    lane: Lane,
     reserved: IntGauge,
 }
 
@@ -149,7 +184,8 @@ impl RenderBudget {
     pub fn new(limits: RenderLimits, metrics: BudgetMetrics) -> Self {
         metrics.budget.set(gauge_value(limits.memory_bytes));
         RenderBudget {
-            memory: Arc::new(Semaphore::new(units(limits.memory_bytes) as usize)),
+            small: Lane::new(limits.small_lane_bytes),
+            large: Lane::new(limits.memory_bytes - limits.small_lane_bytes),
             workers: Arc::new(Semaphore::new(limits.workers)),
             limits,
             metrics,
@@ -182,12 +218,19 @@ impl RenderBudget {
     /// was made in time.
     pub async fn reserve(&self, worst_case: u64) -> Result<Reservation, Error> {
         self.check(worst_case)?;
-        let permit = self.acquire(units(worst_case).max(1)).await?;
+        let wanted = units(worst_case).max(1);
+        let lane = if wanted <= self.small.units / SMALL_REQUEST_DIVISOR as u32 {
+            &self.small
+        } else {
+            &self.large
+        };
+        let permit = self.acquire(lane, wanted).await?;
         self.metrics
             .reserved
             .add(gauge_value(worst_case_of(&permit)));
         Ok(Reservation {
             permit,
+            lane: lane.clone(),
             reserved: self.metrics.reserved.clone(),
         })
     }
@@ -196,7 +239,8 @@ impl RenderBudget {
     /// than estimated), waiting for room as [`RenderBudget::reserve`] does.
     ///
     /// # Errors
-    /// As [`RenderBudget::reserve`]; the reservation keeps what it held.
+    /// As [`RenderBudget::reserve`]; the reservation keeps what it held. It grows in its own
+    /// lane: a small request that outgrows the small lane gets [`Error::RenderBusy`].
     pub async fn grow_to(
         &self,
         reservation: &mut Reservation,
@@ -208,17 +252,23 @@ impl RenderBudget {
         if wanted <= held {
             return Ok(());
         }
-        let more = self.acquire(wanted - held).await?;
+        let lane = reservation.lane.clone();
+        if wanted > lane.units {
+            // More than the whole lane: no amount of waiting makes room.
+            self.metrics.refusals.with_label_values(&["busy"]).inc();
+            return Err(Error::RenderBusy);
+        }
+        let more = self.acquire(&lane, wanted - held).await?;
         self.metrics.reserved.add(gauge_value(worst_case_of(&more)));
         reservation.permit.merge(more);
         Ok(())
     }
 
-    /// `units` of the budget, waiting at most the queue timeout.
-    async fn acquire(&self, units: u32) -> Result<OwnedSemaphorePermit, Error> {
+    /// `units` of `lane`, waiting at most the queue timeout.
+    async fn acquire(&self, lane: &Lane, units: u32) -> Result<OwnedSemaphorePermit, Error> {
         let acquired = tokio::time::timeout(
             self.limits.queue_timeout,
-            self.memory.clone().acquire_many_owned(units),
+            lane.memory.clone().acquire_many_owned(units),
         )
         .await;
         match acquired {
@@ -347,6 +397,7 @@ mod tests {
         let limits = RenderLimits::default();
         assert_eq!(limits.memory_bytes, 512 << 20);
         assert_eq!(limits.max_request_bytes, 256 << 20);
+        assert_eq!(limits.small_lane_bytes, 64 << 20);
         assert!(limits.workers >= 1);
         assert_eq!(limits.queue_timeout, Duration::from_secs(10));
     }
@@ -393,29 +444,58 @@ mod tests {
 
     #[tokio::test(start_paused = true)]
     async fn a_full_budget_makes_requests_wait_then_refuses_them() {
-        let budget = budget(32, 16, 500);
-        let first = budget.reserve(16 << 20).await.unwrap();
-        let second = budget.reserve(16 << 20).await.unwrap();
-        assert_eq!(budget.metrics.reserved.get(), 32 << 20);
-        // Full: the third waits for the timeout, then gets 503.
-        let error = budget.reserve(1).await.unwrap_err();
+        // 32 MiB: 4 for small requests (up to 256 KiB each), 28 for the others.
+        let budget = budget(32, 14, 500);
+        let first = budget.reserve(14 << 20).await.unwrap();
+        let second = budget.reserve(14 << 20).await.unwrap();
+        assert_eq!(budget.metrics.reserved.get(), 28 << 20);
+        // The large lane is full: the third waits for the timeout, then gets 503.
+        let error = budget.reserve(1 << 20).await.unwrap_err();
         assert_eq!(error, Error::RenderBusy);
         drop(first);
-        assert_eq!(budget.metrics.reserved.get(), 16 << 20);
-        let third = budget.reserve(16 << 20).await.unwrap();
+        assert_eq!(budget.metrics.reserved.get(), 14 << 20);
+        let third = budget.reserve(14 << 20).await.unwrap();
         drop((second, third));
         assert_eq!(budget.metrics.reserved.get(), 0);
     }
 
     #[tokio::test(start_paused = true)]
+    async fn small_requests_never_wait_behind_large_ones() {
+        let budget = Arc::new(budget(32, 14, 60_000));
+        let first = budget.reserve(14 << 20).await.unwrap();
+        let second = budget.reserve(14 << 20).await.unwrap();
+        // A large request queues for the full large lane...
+        let waiting = {
+            let budget = budget.clone();
+            tokio::spawn(async move { budget.reserve(8 << 20).await.map(|r| r.bytes()) })
+        };
+        tokio::task::yield_now().await;
+        assert!(!waiting.is_finished());
+        // ...and tiles go past it: 16 of 256 KiB fill the small lane without waiting.
+        let mut tiles = Vec::new();
+        for _ in 0..16 {
+            let tile = tokio::time::timeout(Duration::ZERO, budget.reserve(256 << 10)).await;
+            tiles.push(tile.expect("no wait").unwrap());
+        }
+        assert_eq!(budget.metrics.reserved.get(), 32 << 20);
+        // A small request grows within its lane only: the lane is 4 MiB.
+        let error = budget.grow_to(&mut tiles[0], 5 << 20).await.unwrap_err();
+        assert_eq!(error, Error::RenderBusy);
+        drop((first, tiles));
+        assert_eq!(waiting.await.unwrap().unwrap(), 8 << 20);
+        drop(second);
+    }
+
+    #[tokio::test(start_paused = true)]
     async fn a_shrunk_reservation_gives_back_the_rest_at_once() {
-        let budget = budget(32, 32, 500);
-        let mut big = budget.reserve(30 << 20).await.unwrap();
+        let budget = budget(32, 28, 500);
+        let mut big = budget.reserve(26 << 20).await.unwrap();
         big.shrink_to(1 << 20);
         assert_eq!(big.bytes(), 1 << 20);
         assert_eq!(budget.metrics.reserved.get(), 1 << 20);
-        let other = budget.reserve(31 << 20).await.unwrap();
-        assert_eq!(budget.metrics.reserved.get(), 32 << 20);
+        // Of the large lane's 28 MiB, 27 are free again.
+        let other = budget.reserve(27 << 20).await.unwrap();
+        assert_eq!(budget.metrics.reserved.get(), 28 << 20);
         // Growing is not shrinking: asking for more keeps what is held.
         big.shrink_to(8 << 20);
         assert_eq!(big.bytes(), 1 << 20);
@@ -438,36 +518,36 @@ mod tests {
             .unwrap_err();
         assert!(matches!(error, Error::OverBudget { .. }));
         let other = budget.reserve(16 << 20).await.unwrap();
-        let third = budget.reserve(2 << 20).await.unwrap();
-        // 12 + 16 + 2 of 32 MiB: no room for the 4 more that 16 needs.
+        // 12 + 16 of the large lane's 28 MiB: no room for the 4 more that 16 needs.
         let error = budget
             .grow_to(&mut reservation, 16 << 20)
             .await
             .unwrap_err();
         assert_eq!(error, Error::RenderBusy);
         assert_eq!(reservation.bytes(), 12 << 20);
-        drop(third);
-        // 12 + 16 of 32: now it fits.
+        drop(other);
+        let smaller = budget.reserve(10 << 20).await.unwrap();
+        // 12 + 10 of 28: now it fits.
         budget.grow_to(&mut reservation, 16 << 20).await.unwrap();
-        assert_eq!(budget.metrics.reserved.get(), 32 << 20);
-        drop((reservation, other));
+        assert_eq!(budget.metrics.reserved.get(), 26 << 20);
+        drop((reservation, smaller));
         assert_eq!(budget.metrics.reserved.get(), 0);
     }
 
     #[tokio::test]
     async fn a_waiter_that_leaves_gives_up_its_place() {
-        let budget = Arc::new(budget(32, 32, 60_000));
-        let held = budget.reserve(32 << 20).await.unwrap();
+        let budget = Arc::new(budget(32, 28, 60_000));
+        let held = budget.reserve(28 << 20).await.unwrap();
         let waiting = {
             let budget = budget.clone();
-            tokio::spawn(async move { budget.reserve(32 << 20).await.map(|_| ()) })
+            tokio::spawn(async move { budget.reserve(28 << 20).await.map(|_| ()) })
         };
         tokio::task::yield_now().await;
         waiting.abort();
         let _ = waiting.await;
         drop(held);
         // Nobody else holds or waits: the whole budget is free again.
-        assert!(budget.reserve(32 << 20).await.is_ok());
+        assert!(budget.reserve(28 << 20).await.is_ok());
     }
 
     #[tokio::test]
@@ -492,12 +572,12 @@ mod tests {
 
     #[tokio::test]
     async fn a_render_whose_client_left_keeps_its_memory_until_it_ends() {
-        let budget = Arc::new(budget(32, 32, 100));
+        let budget = Arc::new(budget(32, 28, 100));
         let (started, finish) = (
             Arc::new(tokio::sync::Notify::new()),
             Arc::new(std::sync::Barrier::new(2)),
         );
-        let reservation = budget.reserve(32 << 20).await.unwrap();
+        let reservation = budget.reserve(28 << 20).await.unwrap();
         let request = {
             let (budget, started, finish) = (budget.clone(), started.clone(), finish.clone());
             tokio::spawn(async move {
@@ -513,9 +593,9 @@ mod tests {
         started.notified().await;
         request.abort();
         let _ = request.await;
-        // The render still runs: its 32 MiB are not free.
-        assert_eq!(budget.metrics.reserved.get(), 32 << 20);
-        assert_eq!(budget.reserve(1).await.unwrap_err(), Error::RenderBusy);
+        // The render still runs: its 28 MiB are not free.
+        assert_eq!(budget.metrics.reserved.get(), 28 << 20);
+        assert_eq!(budget.reserve(1 << 20).await.unwrap_err(), Error::RenderBusy);
         finish.wait();
         // Once it ends they are.
         tokio::time::sleep(Duration::from_millis(50)).await;

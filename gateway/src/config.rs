@@ -622,7 +622,7 @@ impl RawGatewayConfig {
         for address in &backend.addresses {
             let valid = match address.strip_prefix("unix:") {
                 Some(path) => path.starts_with('/'),
-                None => address.parse::<SocketAddr>().is_ok(),
+                None => is_host_port(address),
             };
             if !valid {
                 problems.push(format!("gateway.backend.addresses: {address:?} is neither HOST:PORT nor unix:/absolute/path"));
@@ -824,6 +824,26 @@ fn socket_addr(name: &str, value: &str, problems: &mut Vec<String>) -> Option<So
         .ok()
 }
 
+/// `IP:PORT`, `[IPv6]:PORT` or `NAME:PORT`: a backend may be named (a container or a
+/// Kubernetes service); the name is looked up at each connect, so a replaced container's new
+/// address is found.
+fn is_host_port(value: &str) -> bool {
+    if value.parse::<SocketAddr>().is_ok() {
+        return true;
+    }
+    let Some((host, port)) = value.rsplit_once(':') else {
+        return false;
+    };
+    let labels_ok = host.split('.').all(|label| {
+        !label.is_empty()
+            && label.len() <= 63
+            && !label.starts_with('-')
+            && !label.ends_with('-')
+            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+    });
+    !host.is_empty() && host.len() <= 253 && labels_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
+}
+
 fn parse_cidr(value: &str) -> Result<IpNet, String> {
     value
         .parse::<IpNet>()
@@ -987,5 +1007,30 @@ mod tests {
             Some("https://img.example.org")
         );
         assert_eq!(config.prefix, "/iiif");
+    }
+
+    #[test]
+    fn backends_may_be_named() {
+        for good in [
+            "127.0.0.1:9000",
+            "[::1]:9000",
+            "iipsrv-a:9000",
+            "iipsrv.iiif.svc.cluster.local:9001",
+        ] {
+            assert!(is_host_port(good), "{good}");
+        }
+        for bad in [
+            "iipsrv-a",
+            "iipsrv-a:",
+            "iipsrv-a:0",
+            "iipsrv-a:70000",
+            ":9000",
+            "-a:9000",
+            "a..b:9000",
+            "a b:9000",
+            "http://a:9000",
+        ] {
+            assert!(!is_host_port(bad), "{bad}");
+        }
     }
 }

@@ -183,13 +183,17 @@ run_wrk() {
 with_background() {
     local clients=$1 list=$2 bg
     shift 2
-    # It outlasts COMMAND's warm-up and run by 3 s, then ends by itself and prints its summary.
-    timeout $((warmup + duration + 60)) wrk -t1 -c"$clients" -d$((warmup + duration + 4))s \
+    # Stopped with SIGINT once COMMAND is done (wrk then prints its summary). With job control
+    # on, the background job does not start with SIGINT ignored; `timeout` passes it on.
+    set -m
+    timeout $((warmup + duration + 120)) wrk -t1 -c"$clients" -d$((warmup + duration + 100))s \
         --timeout 10s -s "$here/urls.lua" "${base_url[gateway]}" -- "$list" /iiif/3/ \
         >"$out_dir/background-$(basename "$list" .txt).txt" 2>&1 &
     bg=$!
+    set +m
     sleep 1
     "$@"
+    kill -INT "$bg" 2>/dev/null || true
     wait "$bg" || true
 }
 

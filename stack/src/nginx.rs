@@ -34,8 +34,11 @@ pub enum Site {
     /// The public front of the gateways whose public listeners are the backends, answering
     /// for `server_name` only.
     Front {
-        /// The public host name.
+        /// The host name it answers for.
         server_name: String,
+        /// That host as clients write it in URLs (`images.example.org`, `localhost:8080`):
+        /// what the gateways put in ids.
+        public_host: String,
     },
 }
 
@@ -156,13 +159,25 @@ fn render(site: &Site, port: u16, backends: &[String]) -> Result<String, String>
             "@IIPSRV_SERVERS@",
             &upstream_servers(backends, "iipsrv processes")?,
         ),
-        Site::Front { server_name } => {
+        Site::Front {
+            server_name,
+            public_host,
+        } => {
             if !is_server_name(server_name) {
                 return Err(format!("{server_name:?} is not a host name"));
+            }
+            let host_ok = public_host
+                .split_once(':')
+                .map_or(is_server_name(public_host), |(name, port)| {
+                    is_server_name(name) && port.parse::<u16>().is_ok()
+                });
+            if !host_ok {
+                return Err(format!("{public_host:?} is not HOST or HOST:PORT"));
             }
             FRONT_CONF
                 .replace("@LISTEN@", &listen)
                 .replace("@SERVER_NAME@", server_name)
+                .replace("@PUBLIC_HOST@", public_host)
                 .replace(
                     "@GATEWAY_SERVERS@",
                     &upstream_servers(backends, "gateways")?,
@@ -230,6 +245,7 @@ mod tests {
     fn the_front_serves_one_host_over_every_gateway() {
         let site = Site::Front {
             server_name: "images.example.org".into(),
+            public_host: "images.example.org:8443".into(),
         };
         let conf = render(
             &site,
@@ -239,14 +255,25 @@ mod tests {
         .unwrap();
         assert!(conf.contains("server_name images.example.org;"), "{conf}");
         assert!(
+            conf.contains("\"$http_x_forwarded_host, images.example.org:8443\""),
+            "{conf}"
+        );
+        assert!(
             conf.contains("server 127.0.0.1:7001; server 127.0.0.1:7002;"),
             "{conf}"
         );
         assert!(render(&site, 1, &[]).is_err());
-        let bad = Site::Front {
-            server_name: "a.example; include /etc/passwd".into(),
-        };
-        assert!(render(&bad, 1, &["127.0.0.1:7001".into()]).is_err());
+        for (server_name, public_host) in [
+            ("a.example; include /etc/passwd", "a.example"),
+            ("a.example", "a.example\"; deny all"),
+            ("a.example", "a.example:http"),
+        ] {
+            let bad = Site::Front {
+                server_name: server_name.into(),
+                public_host: public_host.into(),
+            };
+            assert!(render(&bad, 1, &["127.0.0.1:7001".into()]).is_err());
+        }
     }
 
     #[test]

@@ -139,6 +139,7 @@ impl Stack {
             port: None,
             site: Site::Front {
                 server_name: server_name.into(),
+                public_host: server_name.into(),
             },
         };
         let gateway = format!("127.0.0.1:{}", self.gateway.port());

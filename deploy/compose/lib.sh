@@ -1,0 +1,31 @@
+# deploy/compose/lib.sh: what up, down and the compose tests share. Sourced, not run.
+IIIF_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
+COMPOSE_DIR=$IIIF_REPO/deploy/compose
+OFFLINE_BASE=localhost/iiif-base:bookworm
+# The published ports, as compose will see them (.env unless the environment says otherwise).
+FRONT_PORT=${FRONT_PORT:-$(sed -n 's/^FRONT_PORT=//p' "$COMPOSE_DIR/.env")}
+PROMETHEUS_PORT=${PROMETHEUS_PORT:-$(sed -n 's/^PROMETHEUS_PORT=//p' "$COMPOSE_DIR/.env")}
+export COMPOSE_PROJECT_NAME=${COMPOSE_PROJECT_NAME:-iiif}
+
+# docker-compose (1.29, Debian 12) or `docker compose` (v2), in the stack's directory.
+compose() {
+    if command -v docker-compose >/dev/null; then
+        (cd "$COMPOSE_DIR" && docker-compose "$@")
+    else
+        (cd "$COMPOSE_DIR" && docker compose "$@")
+    fi
+}
+
+# Docker's daemon: started in the background when installed but not running (no systemd).
+ensure_docker() {
+    command -v docker >/dev/null || { echo "docker is not installed (apt-get install docker.io docker-compose)" >&2; return 1; }
+    docker info >/dev/null 2>&1 && return 0
+    command -v dockerd >/dev/null || { echo "the Docker daemon is not running and dockerd is not installed" >&2; return 1; }
+    echo "starting dockerd (log: /var/log/dockerd.log)"
+    nohup dockerd >/var/log/dockerd.log 2>&1 &
+    local deadline=$((SECONDS + 60))
+    until docker info >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || { echo "dockerd did not answer within 60 s (/var/log/dockerd.log)" >&2; return 1; }
+        sleep 1
+    done
+}
