@@ -595,7 +595,10 @@ mod tests {
         let _ = request.await;
         // The render still runs: its 28 MiB are not free.
         assert_eq!(budget.metrics.reserved.get(), 28 << 20);
-        assert_eq!(budget.reserve(1 << 20).await.unwrap_err(), Error::RenderBusy);
+        assert_eq!(
+            budget.reserve(1 << 20).await.unwrap_err(),
+            Error::RenderBusy
+        );
         finish.wait();
         // Once it ends they are.
         tokio::time::sleep(Duration::from_millis(50)).await;

@@ -839,7 +839,9 @@ fn is_host_port(value: &str) -> bool {
             && label.len() <= 63
             && !label.starts_with('-')
             && !label.ends_with('-')
-            && label.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
+            && label
+                .bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b == b'-')
     });
     !host.is_empty() && host.len() <= 253 && labels_ok && port.parse::<u16>().is_ok_and(|p| p > 0)
 }
