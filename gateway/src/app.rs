@@ -67,6 +67,9 @@ pub struct Gateway {
     redirects: Option<Arc<RedirectLookup>>,
     /// The derivative cache; `None` when `gateway.cache` is absent.
     derivatives: Option<Arc<DerivativeCache>>,
+    /// Where purges are announced to the other nodes (`{prefix}purge` on the archive's
+    /// Redis); `None` without `gateway.redirects`.
+    purges: Option<(redis::Client, String)>,
     /// Memory and workers for the gateway's own renders.
     budget: RenderBudget,
     pub pool: Arc<BackendPool>,
@@ -130,6 +133,11 @@ impl Gateway {
                 .redirects
                 .as_ref()
                 .map(|r| Arc::new(RedirectLookup::from_config(r, metrics.clone()))),
+            // The URL was checked when the config was loaded.
+            purges: config.redirects.as_ref().and_then(|r| {
+                let client = redis::Client::open(r.redis_url.as_str()).ok()?;
+                Some((client, idarchive::keys::Keys::new(&r.key_prefix).purge()))
+            }),
             caps,
             info_options,
             config,
@@ -250,6 +258,27 @@ impl Gateway {
             master,
             facts: self.sources.forget(identifier),
         })
+    }
+
+    /// Tells the other nodes that `identifier` was purged here, so that they drop it from their
+    /// memory tiers and facts too. `None` when there are no other nodes to tell (no Redis).
+    pub async fn announce_purge(&self, identifier: &str) -> Option<Result<(), String>> {
+        let (client, channel) = self.purges.as_ref()?;
+        Some(crate::events::publish(client, channel, identifier).await)
+    }
+
+    /// The purge channel, when purges are announced.
+    pub fn purge_channel(&self) -> Option<&str> {
+        self.purges.as_ref().map(|(_, channel)| channel.as_str())
+    }
+
+    /// Forgets every image's derivatives in memory and every image's facts: purges announced
+    /// while this node was not listening may have been missed.
+    pub fn forget_all_in_memory(&self) {
+        if let Some(cache) = &self.derivatives {
+            cache.forget_memory();
+        }
+        self.sources.forget_all();
     }
 
     /// The lookup of the ID archive, for the background work that keeps it fresh.

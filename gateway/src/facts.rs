@@ -93,6 +93,11 @@ impl FactsCache {
         })
     }
 
+    /// Drops every image's facts.
+    pub fn clear(&self) {
+        self.known().retain(|_, _| false);
+    }
+
     /// Number of identifiers held.
     pub fn len(&self) -> usize {
         self.known().len()

@@ -33,6 +33,7 @@ pub mod config;
 pub mod connections;
 pub mod derivatives;
 pub mod error;
+pub mod events;
 pub mod facts;
 pub mod fcgi;
 pub mod forwarded;

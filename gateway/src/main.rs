@@ -18,9 +18,10 @@ use gateway::admin::AdminApp;
 use gateway::app::Gateway;
 use gateway::config::{self, GatewayConfig};
 use gateway::connections::Guarded;
+use gateway::events;
 use gateway::fcgi::{BackendPool, PoolConfig};
 use gateway::metrics::Metrics;
-use gateway::redirects::lookup::{self as redirect_lookup, RedirectLookup};
+use gateway::redirects::lookup::RedirectLookup;
 use gateway::service::PublicService;
 use idarchive::cli::RedirectsArgs;
 use idarchive::store::RedirectStore;
@@ -181,6 +182,7 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     let proxies = config.trusted_proxies.clone();
     let gateway = Arc::new(Gateway::new(config, pool.clone(), metrics.clone()));
     let redirect_cache = gateway.redirect_lookup();
+    let gateway_for_events = gateway.clone();
 
     let proxy = pingora::proxy::http_proxy(
         &server.configuration,
@@ -202,11 +204,12 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     server.add_service(public);
     server.add_service(admin);
     server.add_service(health);
-    if let Some(lookup) = redirect_cache {
-        let mut invalidations =
-            background_service("redirect invalidations", RedirectInvalidations { lookup });
-        invalidations.threads = Some(1);
-        server.add_service(invalidations);
+    if let Some(events) =
+        redirect_cache.and_then(|lookup| NodeEvents::new(gateway_for_events, lookup))
+    {
+        let mut events = background_service("node events", events);
+        events.threads = Some(1);
+        server.add_service(events);
     }
     log::info!("iiif-gateway listening on {listen} (admin on {admin_listen})");
     server.run_forever()
@@ -225,18 +228,81 @@ impl BackgroundService for HealthChecks {
     }
 }
 
-/// Keeps the redirect cache in step with the ID archive (pub/sub on a Pingora-managed runtime;
-/// the lookups' Redis connection is opened there too).
-struct RedirectInvalidations {
+/// What the other nodes say (`gateway::events`, pub/sub on the archive's Redis, on a
+/// Pingora-managed runtime; the lookups' Redis connection is opened there too): redirect
+/// invalidations keep the lookup cache in step with the archive, and purges announced by
+/// another node's admin API are carried out here too.
+struct NodeEvents {
+    gateway: Arc<Gateway>,
     lookup: Arc<RedirectLookup>,
+    client: redis::Client,
+    invalidate: String,
+    purge: Option<String>,
+}
+
+impl NodeEvents {
+    fn new(gateway: Arc<Gateway>, lookup: Arc<RedirectLookup>) -> Option<NodeEvents> {
+        let (client, invalidate) = lookup.invalidations()?;
+        let purge = gateway.purge_channel().map(str::to_owned);
+        Some(NodeEvents {
+            gateway,
+            lookup,
+            client,
+            invalidate,
+            purge,
+        })
+    }
 }
 
 #[async_trait]
-impl BackgroundService for RedirectInvalidations {
+impl BackgroundService for NodeEvents {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         let stop = async move {
             let _ = shutdown.changed().await;
         };
-        redirect_lookup::invalidations::run(self.lookup.clone(), stop).await;
+        let channels: Vec<String> = std::iter::once(self.invalidate.clone())
+            .chain(self.purge.clone())
+            .collect();
+        tokio::join!(
+            self.lookup.warm_up(),
+            events::run(&self.client, &channels, self, stop)
+        );
+    }
+}
+
+impl events::Listener for NodeEvents {
+    fn subscribed(&self) {
+        self.lookup.invalidations_resumed();
+        self.gateway.forget_all_in_memory();
+    }
+
+    fn message(&self, channel: &str, payload: &[u8]) {
+        if channel == self.invalidate {
+            self.lookup.invalidate(payload);
+            return;
+        }
+        if self.purge.as_deref() != Some(channel) {
+            return;
+        }
+        let Ok(identifier) = std::str::from_utf8(payload) else {
+            // Identifiers are UTF-8; a message that is not cannot name one, so be safe.
+            self.gateway.forget_all_in_memory();
+            return;
+        };
+        let (gateway, identifier) = (self.gateway.clone(), identifier.to_owned());
+        tokio::spawn(async move {
+            match gateway.purge(&identifier).await {
+                Ok(outcome) => log::info!(
+                    "purge of {identifier:?} announced by another node: {} derivative files, {} facts dropped here",
+                    outcome.derivatives.files,
+                    outcome.facts
+                ),
+                Err(e) => log::error!("purge of {identifier:?} announced by another node failed here: {e}"),
+            }
+        });
+    }
+
+    fn subscription_error(&self) {
+        self.lookup.invalidations_lost();
     }
 }

@@ -67,6 +67,11 @@ impl ImageSources {
         self.facts.invalidate_image(identifier)
     }
 
+    /// Forgets the facts of every image.
+    pub fn forget_all(&self) {
+        self.facts.clear();
+    }
+
     /// Runs `work` on the image's source. If iipsrv cannot find a cached master (prune or purge
     /// removed it mid-flight, while the facts were read or while `work` ran), fetches the master
     /// again and retries once.

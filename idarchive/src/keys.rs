@@ -51,6 +51,12 @@ impl Keys {
         format!("{}invalidate", self.prefix)
     }
 
+    /// `P purge`: the pub/sub channel on which a gateway node announces an image purged
+    /// through its admin API, so every node drops it too.
+    pub fn purge(&self) -> String {
+        format!("{}purge", self.prefix)
+    }
+
     /// `P import-lock`: held while an import writes; edits and other imports are refused.
     pub fn import_lock(&self) -> String {
         format!("{}import-lock", self.prefix)
@@ -108,6 +114,7 @@ mod tests {
         assert_eq!(keys.pointing("é"), "iiif:pointing:é");
         assert_eq!(keys.ids(), "iiif:ids");
         assert_eq!(keys.invalidate(), "iiif:invalidate");
+        assert_eq!(keys.purge(), "iiif:purge");
         assert_eq!(keys.import_lock(), "iiif:import-lock");
         assert_eq!(keys.import_journal(), "iiif:import-journal");
         assert_eq!(keys.import_journal_meta(), "iiif:import-journal-meta");

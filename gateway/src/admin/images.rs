@@ -5,11 +5,14 @@
 //!
 //! ```json
 //! {"identifier": "astronaut", "derivatives": {"files": 12, "bytes": 480123},
-//!  "master": {"files": 2, "bytes": 3512001}, "facts": 1}
+//!  "master": {"files": 2, "bytes": 3512001}, "facts": 1, "announced": true}
 //! ```
 //!
 //! `master` is `null` when masters are not fetched from S3 (iipsrv's own files are never
-//! touched). 404 when nothing was cached about the image.
+//! touched). 404 when nothing was cached about the image on this node. `announced` says
+//! whether the other nodes were told (`{prefix}purge` on the ID archive's Redis, see
+//! [`crate::events`]): `true`, `false` when Redis could not be reached (they keep what they
+//! hold in memory until their next resubscribe), `null` without `gateway.redirects`.
 
 use percent_encoding::percent_decode_str;
 use serde_json::json;
@@ -48,6 +51,15 @@ pub async fn handle(
     };
     match gateway.purge(&identifier).await {
         Ok(outcome) => {
+            // The other nodes are told whatever this one held: they may hold it.
+            let announced = match gateway.announce_purge(&identifier).await {
+                None => None,
+                Some(Ok(())) => Some(true),
+                Some(Err(e)) => {
+                    log::warn!("purge of {identifier:?}: the other nodes were not told: {e}");
+                    Some(false)
+                }
+            };
             let status = if outcome.removed_anything() { 200 } else { 404 };
             let removed = |r: crate::derivatives::files::Removed| json!({ "files": r.files, "bytes": r.bytes });
             AdminResponse::json(
@@ -57,6 +69,7 @@ pub async fn handle(
                     "derivatives": removed(outcome.derivatives),
                     "master": outcome.master.map(removed),
                     "facts": outcome.facts,
+                    "announced": announced,
                 }),
             )
         }

@@ -164,6 +164,13 @@ impl DerivativeCache {
     ///
     /// # Errors
     /// When the directory exists but cannot be removed.
+    /// Empties the memory tier (the files stay).
+    pub fn forget_memory(&self) {
+        let mut memory = self.memory.lock().expect("memory tier lock");
+        memory.remove_prefix("");
+        self.metrics.memory_bytes.set(memory.bytes() as i64);
+    }
+
     pub async fn purge(&self, identifier: &str) -> std::io::Result<files::Removed> {
         let dir = self.layout.derivatives_dir(identifier);
         {

@@ -18,8 +18,8 @@
 //!   being down, nobody can have changed it; an expired answer stays in the map as this
 //!   fallback until the map needs room), and [`Lookup::Unknown`] otherwise.
 //!
-//! Freshness comes from the invalidation channel (`{prefix}invalidate`, see
-//! [`invalidations::run`]): every edit publishes the identifier, and every node evicts it within
+//! Freshness comes from the invalidation channel (`{prefix}invalidate`, delivered by
+//! [`crate::events`], see [`invalidations`]): every edit publishes the identifier, and every node evicts it within
 //! a round trip. The time-to-live bounds the damage of a missed message. **An invalidation is
 //! never undone by a read that started before it**: every invalidation starts a new epoch; a
 //! read keeps its answer only if no invalidation came in while it ran, and lookups after an
@@ -182,7 +182,7 @@ enum Step {
 
 impl RedirectLookup {
     /// A lookup reading the archive from Redis. Nothing connects until the first lookup or the
-    /// start of [`invalidations::run`], so this can run before Pingora forks and starts runtimes.
+    /// start of the node events (`crate::events`), so this can run before Pingora forks and starts runtimes.
     pub fn from_config(config: &RedirectsConfig, metrics: Arc<Metrics>) -> Self {
         let settings = LookupSettings::from(config);
         let source = Arc::new(RedisSource::new(
