@@ -74,6 +74,8 @@ pub struct Gateway {
     budget: RenderBudget,
     pub pool: Arc<BackendPool>,
     pub metrics: Arc<Metrics>,
+    /// Set once the process has been told to stop: `/readyz` says so from then on.
+    draining: std::sync::atomic::AtomicBool,
 }
 
 impl Gateway {
@@ -143,7 +145,37 @@ impl Gateway {
             config,
             pool,
             metrics,
+            draining: std::sync::atomic::AtomicBool::new(false),
         }
+    }
+
+    /// The process is stopping (SIGTERM, or the old process of an upgrade): load balancers
+    /// should send nothing new.
+    pub fn start_draining(&self) {
+        self.draining
+            .store(true, std::sync::atomic::Ordering::Relaxed);
+    }
+
+    /// Why this node should not get new requests, if it should not: stopping, no healthy
+    /// iipsrv process, or a cache mount that cannot be read.
+    pub fn not_ready(&self) -> Option<&'static str> {
+        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+            return Some("draining: the gateway is stopping");
+        }
+        if self.pool.healthy_count() == 0 {
+            return Some("no healthy iipsrv process");
+        }
+        // A stat of the mount's root: a lost NFS mount or a missing volume shows here (a hung
+        // one makes the probe time out, which also reads as not ready).
+        let mount_ok = self
+            .config
+            .cache
+            .as_ref()
+            .is_none_or(|cache| cache.root.is_dir());
+        if !mount_ok {
+            return Some("the cache mount cannot be read");
+        }
+        None
     }
 
     /// Answers one request. Never fails: every problem becomes an IIIF-style error reply, and

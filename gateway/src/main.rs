@@ -182,7 +182,7 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     let proxies = config.trusted_proxies.clone();
     let gateway = Arc::new(Gateway::new(config, pool.clone(), metrics.clone()));
     let redirect_cache = gateway.redirect_lookup();
-    let gateway_for_events = gateway.clone();
+    let gateway_handle = gateway.clone();
 
     let proxy = pingora::proxy::http_proxy(
         &server.configuration,
@@ -198,14 +198,19 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
         AdminApp::new(gateway, admin_store, admin_token),
     );
     admin.add_tcp(&admin_listen);
-    let mut health = background_service("iipsrv health checks", HealthChecks { pool });
+    let mut health = background_service(
+        "iipsrv health checks",
+        HealthChecks {
+            pool,
+            gateway: gateway_handle.clone(),
+        },
+    );
     health.threads = Some(1);
 
     server.add_service(public);
     server.add_service(admin);
     server.add_service(health);
-    if let Some(events) =
-        redirect_cache.and_then(|lookup| NodeEvents::new(gateway_for_events, lookup))
+    if let Some(events) = redirect_cache.and_then(|lookup| NodeEvents::new(gateway_handle, lookup))
     {
         let mut events = background_service("node events", events);
         events.threads = Some(1);
@@ -215,9 +220,11 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     server.run_forever()
 }
 
-/// Runs the pool's health checks on a Pingora-managed runtime (created after daemonising).
+/// Runs the pool's health checks on a Pingora-managed runtime (created after daemonising), and
+/// turns readiness off once the process is told to stop.
 struct HealthChecks {
     pool: Arc<BackendPool>,
+    gateway: Arc<Gateway>,
 }
 
 #[async_trait]
@@ -225,6 +232,8 @@ impl BackgroundService for HealthChecks {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.pool.spawn_health_checks();
         let _ = shutdown.changed().await;
+        self.gateway.start_draining();
+        log::info!("stopping: /readyz now answers 503 (draining)");
     }
 }
 

@@ -111,12 +111,7 @@ async fn a_trickled_request_head_is_closed_at_the_deadline() {
         "{text}"
     );
     // A prompt client on a new connection is served as usual.
-    let response = client()
-        .get(stack.url("/iiif/3/astronaut/info.json"))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(response.status(), 200);
+    assert_still_serving(&stack).await;
 }
 
 /// Past the per-client cap, a connection gets a one-line 429 and is closed; the others stay.
@@ -259,6 +254,11 @@ async fn a_reader_that_stops_reading_is_closed_and_its_body_freed() {
         rest.len()
     );
     // The gateway serves as before.
+    assert_still_serving(&stack).await;
+}
+
+/// A prompt client on a new connection is served as usual.
+async fn assert_still_serving(stack: &Stack) {
     let response = client()
         .get(stack.url("/iiif/3/astronaut/info.json"))
         .send()

@@ -329,3 +329,35 @@ async fn the_fuzz_corpus_never_crashes_iipsrv_or_gets_a_5xx() {
         assert!(process.is_alive(), "iipsrv on {} died", process.port);
     }
 }
+
+/// From the moment the gateway is told to stop (SIGTERM), it is not ready: `/readyz` answers
+/// 503 "draining" while the admin listener still answers, and nothing once it has closed. A
+/// load balancer polling readiness never sees it ready again.
+#[tokio::test]
+async fn after_sigterm_the_gateway_is_never_ready_again() {
+    let stack = Stack::start();
+    let ready = stack.admin_url("/readyz");
+    let before = client().get(&ready).send().await.unwrap();
+    assert_eq!(before.status(), 200);
+    let status = std::process::Command::new("kill")
+        .args(["-TERM", &stack.gateway_pid().to_string()])
+        .status()
+        .unwrap();
+    assert!(status.success());
+    let mut seen = std::collections::BTreeMap::new();
+    let deadline = std::time::Instant::now() + Duration::from_secs(3);
+    while std::time::Instant::now() < deadline {
+        let answer = match client().get(&ready).send().await {
+            Ok(response) => {
+                let code = response.status().as_u16();
+                let body = response.text().await.unwrap_or_default();
+                assert_ne!(code, 200, "ready after SIGTERM: {body}");
+                format!("{code} {}", body.trim())
+            }
+            Err(_) => "no answer".to_owned(),
+        };
+        *seen.entry(answer).or_insert(0) += 1;
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    println!("/readyz after SIGTERM: {seen:?}");
+}

@@ -155,6 +155,11 @@ impl Stack {
     }
 
     /// `VmHWM` (peak resident memory so far) of the gateway process, bytes.
+    /// The gateway's process id.
+    pub(crate) fn gateway_pid(&self) -> u32 {
+        self.gateway.pid()
+    }
+
     pub(crate) fn gateway_peak_rss(&self) -> u64 {
         let status = std::fs::read_to_string(format!("/proc/{}/status", self.gateway.pid()))
             .expect("the gateway's /proc status");

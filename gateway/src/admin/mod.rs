@@ -131,10 +131,9 @@ impl AdminApp {
     }
 
     fn ready(&self) -> AdminResponse {
-        if self.gateway.pool.healthy_count() > 0 {
-            AdminResponse::new(200, "text/plain", b"ready\n".to_vec())
-        } else {
-            AdminResponse::new(503, "text/plain", b"no healthy iipsrv process\n".to_vec())
+        match self.gateway.not_ready() {
+            None => AdminResponse::new(200, "text/plain", b"ready\n".to_vec()),
+            Some(why) => AdminResponse::new(503, "text/plain", format!("{why}\n").into_bytes()),
         }
     }
 }
