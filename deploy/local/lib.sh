@@ -28,6 +28,14 @@ die() {
 # heading TEXT: a visible progress heading on stdout.
 heading() { printf '\n==> %s\n' "$*"; }
 
+# expect_pixels FILE WIDTH HEIGHT LABEL: dies unless the image FILE decodes to WIDTHxHEIGHT.
+expect_pixels() {
+    local file=$1 width=$2 height=$3 label=$4 w h
+    w=$(vipsheader -f width "$file") h=$(vipsheader -f height "$file")
+    [[ $w == "$width" && $h == "$height" ]] || die "$label: ${w}x$h, expected ${width}x$height"
+    info "$label: ${w}x$h, $(stat -c %s "$file") bytes"
+}
+
 # === phases with timing ===
 # phase NAME COMMAND...: runs COMMAND under a heading, records its wall time and status.
 # phase_summary prints every recorded phase; call it from an EXIT trap.

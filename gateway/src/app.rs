@@ -156,23 +156,27 @@ impl Gateway {
             .store(true, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Whether the process is stopping.
+    pub fn is_draining(&self) -> bool {
+        self.draining.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// Why this node should not get new requests, if it should not: stopping, no healthy
     /// iipsrv process, or a cache mount that cannot be read.
     pub fn not_ready(&self) -> Option<&'static str> {
-        if self.draining.load(std::sync::atomic::Ordering::Relaxed) {
+        if self.is_draining() {
             return Some("draining: the gateway is stopping");
         }
         if self.pool.healthy_count() == 0 {
             return Some("no healthy iipsrv process");
         }
-        // A stat of the mount's root: a lost NFS mount or a missing volume shows here (a hung
-        // one makes the probe time out, which also reads as not ready).
-        let mount_ok = self
-            .config
-            .cache
-            .as_ref()
-            .is_none_or(|cache| cache.root.is_dir());
-        if !mount_ok {
+        // A stat of the mount's root: a stale NFS handle, an I/O error or lost permissions
+        // show here (a hung mount makes the probe time out, which also reads as not ready).
+        // A root that does not exist yet is fine: the first write creates it.
+        let mount_broken = self.config.cache.as_ref().is_some_and(|cache| {
+            std::fs::metadata(&cache.root).is_err_and(|e| e.kind() != std::io::ErrorKind::NotFound)
+        });
+        if mount_broken {
             return Some("the cache mount cannot be read");
         }
         None

@@ -10,9 +10,10 @@ use std::sync::Arc;
 use async_trait::async_trait;
 use clap::{Parser, Subcommand};
 use pingora::server::configuration::{Opt, ServerConf};
-use pingora::server::{Server, ShutdownWatch};
+use pingora::server::{ExecutionPhase, Server, ShutdownWatch};
 use pingora::services::background::{background_service, BackgroundService};
 use pingora::services::listening::Service;
+use tokio::sync::broadcast;
 
 use gateway::admin::AdminApp;
 use gateway::app::Gateway;
@@ -198,13 +199,14 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
         AdminApp::new(gateway, admin_store, admin_token),
     );
     admin.add_tcp(&admin_listen);
-    let mut health = background_service(
-        "iipsrv health checks",
-        HealthChecks {
-            pool,
-            gateway: gateway_handle.clone(),
-        },
-    );
+    let mut health = background_service("iipsrv health checks", HealthChecks { pool });
+    let drain = Drain {
+        gateway: gateway_handle.clone(),
+        phases: std::sync::Mutex::new(Some(server.watch_execution_phase())),
+    };
+    let mut drain = background_service("drain", drain);
+    drain.threads = Some(1);
+    server.add_service(drain);
     health.threads = Some(1);
 
     server.add_service(public);
@@ -220,11 +222,9 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     server.run_forever()
 }
 
-/// Runs the pool's health checks on a Pingora-managed runtime (created after daemonising), and
-/// turns readiness off once the process is told to stop.
+/// Runs the pool's health checks on a Pingora-managed runtime (created after daemonising).
 struct HealthChecks {
     pool: Arc<BackendPool>,
-    gateway: Arc<Gateway>,
 }
 
 #[async_trait]
@@ -232,8 +232,43 @@ impl BackgroundService for HealthChecks {
     async fn start(&self, mut shutdown: ShutdownWatch) {
         self.pool.spawn_health_checks();
         let _ = shutdown.changed().await;
+    }
+}
+
+/// Starts draining the moment the process is told to stop (SIGTERM) or to hand its sockets to
+/// a new process (SIGQUIT, a graceful upgrade): readiness turns off and every answer closes its
+/// connection, so clients move on while this process still answers. Pingora's own shutdown
+/// signal comes later (after the upgrade's 5 s close timeout) and then closes kept-alive
+/// connections without a `Connection: close`, under requests clients may already have sent.
+struct Drain {
+    gateway: Arc<Gateway>,
+    /// Taken by `start` (it runs once, after daemonising; the channel lives in the server).
+    phases: std::sync::Mutex<Option<broadcast::Receiver<ExecutionPhase>>>,
+}
+
+#[async_trait]
+impl BackgroundService for Drain {
+    async fn start(&self, mut shutdown: ShutdownWatch) {
+        let Some(mut phases) = self.phases.lock().ok().and_then(|mut p| p.take()) else {
+            return;
+        };
+        loop {
+            tokio::select! {
+                _ = shutdown.changed() => break,
+                phase = phases.recv() => match phase {
+                    Ok(
+                        ExecutionPhase::GracefulUpgradeTransferringFds
+                        | ExecutionPhase::GracefulUpgradeCloseTimeout
+                        | ExecutionPhase::GracefulTerminate
+                        | ExecutionPhase::ShutdownStarted,
+                    ) => break,
+                    Ok(_) | Err(broadcast::error::RecvError::Lagged(_)) => {}
+                    Err(broadcast::error::RecvError::Closed) => return,
+                },
+            }
+        }
         self.gateway.start_draining();
-        log::info!("stopping: /readyz now answers 503 (draining)");
+        log::info!("draining: /readyz answers 503 and every answer closes its connection");
     }
 }
 

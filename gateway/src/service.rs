@@ -186,6 +186,12 @@ impl ProxyHttp for PublicService {
         ctx.status = outcome.reply.status;
         ctx.body_bytes = outcome.reply.body.len();
         let head_only = header.method == "HEAD";
+        if self.gateway.is_draining() {
+            // `Connection: close` on every answer while stopping: a client moves to the new
+            // process (or another node) after this request, instead of finding its kept-alive
+            // connection closed under a request it has just sent.
+            session.set_keepalive(None);
+        }
         write_reply(session, outcome.reply, head_only).await?;
         Ok(true)
     }
