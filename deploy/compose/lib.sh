@@ -1,4 +1,6 @@
 # deploy/compose/lib.sh: what up, down and the compose tests share. Sourced, not run.
+# shellcheck source=deploy/local/lib.sh
+. "$(dirname "${BASH_SOURCE[0]}")/../local/lib.sh"
 IIIF_REPO=$(cd "$(dirname "${BASH_SOURCE[0]}")/../.." && pwd)
 COMPOSE_DIR=$IIIF_REPO/deploy/compose
 OFFLINE_BASE=localhost/iiif-base:bookworm
@@ -20,16 +22,3 @@ compose() {
     fi
 }
 
-# Docker's daemon: started in the background when installed but not running (no systemd).
-ensure_docker() {
-    command -v docker >/dev/null || { echo "docker is not installed (apt-get install docker.io docker-compose)" >&2; return 1; }
-    docker info >/dev/null 2>&1 && return 0
-    command -v dockerd >/dev/null || { echo "the Docker daemon is not running and dockerd is not installed" >&2; return 1; }
-    echo "starting dockerd (log: /var/log/dockerd.log)"
-    nohup dockerd >/var/log/dockerd.log 2>&1 &
-    local deadline=$((SECONDS + 60))
-    until docker info >/dev/null 2>&1; do
-        ((SECONDS < deadline)) || { echo "dockerd did not answer within 60 s (/var/log/dockerd.log)" >&2; return 1; }
-        sleep 1
-    done
-}

@@ -122,3 +122,28 @@ iipsrv_restarts() {
     done
     echo "$total"
 }
+
+# Docker's daemon: started in the background when installed but not running (machines
+# without systemd, as CI).
+ensure_docker() {
+    command -v docker >/dev/null || { echo "docker is not installed (deploy/local/install-deps)" >&2; return 1; }
+    docker info >/dev/null 2>&1 && return 0
+    command -v dockerd >/dev/null || { echo "the Docker daemon is not running and dockerd is not installed" >&2; return 1; }
+    echo "starting dockerd (log: /var/log/dockerd.log)"
+    nohup dockerd >/var/log/dockerd.log 2>&1 &
+    local deadline=$((SECONDS + 60))
+    until docker info >/dev/null 2>&1; do
+        ((SECONDS < deadline)) || { echo "dockerd did not answer within 60 s (/var/log/dockerd.log)" >&2; return 1; }
+        sleep 1
+    done
+}
+
+# podman with runc and the limits this kind of machine allows (crun fails here).
+ensure_podman() {
+    command -v podman >/dev/null || { echo "podman is not installed (deploy/local/install-deps)" >&2; return 1; }
+    local conf=/etc/containers/containers.conf.d/iiif.conf
+    if [[ ! -s $conf ]]; then
+        mkdir -p "$(dirname "$conf")"
+        printf '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n[engine]\nruntime = "runc"\n' >"$conf"
+    fi
+}
