@@ -32,7 +32,8 @@ pub enum FetchError {
         /// The configured limit.
         limit: u64,
     },
-    /// The cache mount failed (disk full, permissions) or the download was interrupted (500).
+    /// The cache mount failed (disk full, permissions) or the download was interrupted (the
+    /// gateway answers 503 with `Retry-After`: room may be made, or the mount come back).
     #[error("cache I/O: {0}")]
     Io(String),
 }
