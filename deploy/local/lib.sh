@@ -147,3 +147,31 @@ ensure_podman() {
         printf '[containers]\ndefault_ulimits = ["nofile=20000:20000", "nproc=32768:32768"]\n[engine]\nruntime = "runc"\n' >"$conf"
     fi
 }
+
+# requests_and_failures RESULT: "REQUESTS FAILED" from the RESULT line that
+# loadtest/wrk/urls.lua prints (failed: non-2xx/3xx answers and every socket error).
+requests_and_failures() {
+    python3 -c '
+import json, sys
+r = json.loads(sys.argv[1])
+print(r["requests"], r["status"] + r["connect"] + r["read"] + r["write"] + r["timeout"])' "$1"
+}
+
+# free_ports N: N free TCP ports on 127.0.0.1, space-separated.
+free_ports() {
+    python3 -c '
+import socket, sys
+s = [socket.socket() for _ in range(int(sys.argv[1]))]
+for x in s: x.bind(("127.0.0.1", 0))
+print(*[x.getsockname()[1] for x in s])' "$1"
+}
+
+# to_podman IMAGE: copies Docker's IMAGE into podman's own store unless it holds the same one.
+to_podman() {
+    local image=$1 name=$1
+    [[ $name == */* ]] || name=localhost/$name
+    if [[ $(podman image inspect -f '{{.Id}}' "$name" 2>/dev/null) != "$(docker image inspect -f '{{.Id}}' "$image" | sed 's/^sha256://')" ]]; then
+        docker save "$image" | podman load -q >/dev/null
+        info "copied $image into podman's store"
+    fi
+}

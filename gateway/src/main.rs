@@ -200,6 +200,7 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     );
     admin.add_tcp(&admin_listen);
     let mut health = background_service("iipsrv health checks", HealthChecks { pool });
+    health.threads = Some(1);
     let drain = Drain {
         gateway: gateway_handle.clone(),
         phases: std::sync::Mutex::new(Some(server.watch_execution_phase())),
@@ -207,7 +208,6 @@ fn run(cli: Cli, server_conf: ServerConf, config: GatewayConfig) -> ExitCode {
     let mut drain = background_service("drain", drain);
     drain.threads = Some(1);
     server.add_service(drain);
-    health.threads = Some(1);
 
     server.add_service(public);
     server.add_service(admin);

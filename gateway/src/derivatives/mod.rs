@@ -160,24 +160,18 @@ impl DerivativeCache {
             .await
     }
 
+    /// Empties the memory tier (the files stay).
+    pub fn forget_memory(&self) {
+        self.forget_in_memory("");
+    }
+
     /// Removes every derivative of `identifier`.
     ///
     /// # Errors
     /// When the directory exists but cannot be removed.
-    /// Empties the memory tier (the files stay).
-    pub fn forget_memory(&self) {
-        let mut memory = self.memory.lock().expect("memory tier lock");
-        memory.remove_prefix("");
-        self.metrics.memory_bytes.set(memory.bytes() as i64);
-    }
-
     pub async fn purge(&self, identifier: &str) -> std::io::Result<files::Removed> {
         let dir = self.layout.derivatives_dir(identifier);
-        {
-            let mut memory = self.memory.lock().expect("memory tier lock");
-            memory.remove_prefix(&memory_key(&dir, ""));
-            self.metrics.memory_bytes.set(memory.bytes() as i64);
-        }
+        self.forget_in_memory(&memory_key(&dir, ""));
         let removed = tokio::task::spawn_blocking(move || files::remove_all(&dir))
             .await
             .map_err(std::io::Error::other)??;
@@ -186,6 +180,13 @@ impl DerivativeCache {
             self.metrics.evicted_bytes.inc_by(removed.bytes);
         }
         Ok(removed)
+    }
+
+    /// Drops the memory tier's entries under `prefix` (`""`: all of them).
+    fn forget_in_memory(&self, prefix: &str) {
+        let mut memory = self.memory.lock().expect("memory tier lock");
+        memory.remove_prefix(prefix);
+        self.metrics.memory_bytes.set(memory.bytes() as i64);
     }
 
     /// The derivative from memory, else from disk (and then kept in memory).
