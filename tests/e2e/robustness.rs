@@ -330,9 +330,10 @@ async fn the_fuzz_corpus_never_crashes_iipsrv_or_gets_a_5xx() {
     }
 }
 
-/// From the moment the gateway is told to stop (SIGTERM), it is not ready: `/readyz` answers
-/// 503 "draining" while the admin listener still answers, and nothing once it has closed. A
-/// load balancer polling readiness never sees it ready again.
+/// From the moment the gateway acts on SIGTERM (it logs that it is draining), it is not ready:
+/// `/readyz` answers 503 "draining" while the admin listener still answers, and nothing once it
+/// has closed. A load balancer polling readiness never sees it ready again. (`kill` returns
+/// before the signal is handled, so a poll right after it may still come first.)
 #[tokio::test]
 async fn after_sigterm_the_gateway_is_never_ready_again() {
     let stack = Stack::start();
@@ -344,6 +345,14 @@ async fn after_sigterm_the_gateway_is_never_ready_again() {
         .status()
         .unwrap();
     assert!(status.success());
+    let handled = std::time::Instant::now() + Duration::from_secs(5);
+    while !stack.gateway_log().contains("draining:") {
+        assert!(
+            std::time::Instant::now() < handled,
+            "no drain within 5 s of SIGTERM"
+        );
+        tokio::time::sleep(Duration::from_millis(5)).await;
+    }
     let mut seen = std::collections::BTreeMap::new();
     let deadline = std::time::Instant::now() + Duration::from_secs(3);
     while std::time::Instant::now() < deadline {
