@@ -12,6 +12,7 @@ use bytes::Bytes;
 use iiif::{
     Capabilities, Format, Identifier, ImageRequest, InfoOptions, Plan, Quality, Route, Version,
 };
+use lazyfetch::CacheLayout;
 
 use crate::backend::{Iipsrv, ImageFile};
 use crate::budget::{Body, RenderBudget, Reservation};
@@ -28,6 +29,7 @@ use crate::public_url::{OriginHeaders, PublicOrigin};
 use crate::redirects::lookup::{self as redirect_lookup, RedirectLookup};
 use crate::render;
 use crate::reply::Reply;
+use crate::room::Room;
 use crate::routes::{self, Endpoint};
 use crate::source::{ImageSource, ImageSources};
 
@@ -98,18 +100,35 @@ impl Gateway {
             link_headers: true,
             rights: config.rights.clone(),
         };
+        // One guard of the mount's room, told by masters and derivatives alike when it is full.
+        let room = config.cache.as_ref().map(|cache| {
+            Room::new(
+                CacheLayout::new(cache.root.clone()),
+                cache.clone(),
+                metrics.registry(),
+            )
+        });
         let masters = config
             .masters
             .clone()
             .zip(config.cache.clone())
-            .map(|(masters, cache)| {
-                Arc::new(Masters::new(cache, masters, metrics.registry().clone()))
+            .zip(room.clone())
+            .map(|((masters, cache), room)| {
+                Arc::new(Masters::new(
+                    cache,
+                    masters,
+                    room,
+                    metrics.registry().clone(),
+                ))
             });
         let derivatives = config
             .cache
             .as_ref()
             .zip(config.derivatives.clone())
-            .map(|(cache, policy)| DerivativeCache::new(cache, policy, metrics.registry()));
+            .zip(room)
+            .map(|((cache, policy), room)| {
+                DerivativeCache::new(cache, policy, room, metrics.registry())
+            });
         let iipsrv = Arc::new(Iipsrv::new(
             pool.clone(),
             config.cost_thresholds,

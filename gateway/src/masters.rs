@@ -13,21 +13,30 @@ use tokio::sync::OnceCell;
 
 use crate::derivatives::files::Removed;
 use crate::error::{Error, Source};
+use crate::room::Room;
 
 pub struct Masters {
     cache: CacheConfig,
     masters: MastersConfig,
     registry: Registry,
     started: OnceCell<Arc<LazyFetch>>,
+    /// Told when a download finds the mount full, so that room is made for the next try.
+    room: Arc<Room>,
 }
 
 impl Masters {
-    pub fn new(cache: CacheConfig, masters: MastersConfig, registry: Registry) -> Self {
+    pub fn new(
+        cache: CacheConfig,
+        masters: MastersConfig,
+        room: Arc<Room>,
+        registry: Registry,
+    ) -> Self {
         Masters {
             cache,
             masters,
             registry,
             started: OnceCell::new(),
+            room,
         }
     }
 
@@ -55,7 +64,10 @@ impl Masters {
     /// [`Source`] variants when S3 or the cache mount cannot deliver it now.
     pub async fn ensure(&self, identifier: &str) -> Result<Master, Error> {
         let lazyfetch = self.lazyfetch().await?;
-        lazyfetch.ensure(identifier).await.map_err(source_error)
+        lazyfetch
+            .ensure(identifier)
+            .await
+            .map_err(|e| self.source_error(e))
     }
 
     /// Fetches `identifier` again after iipsrv found its file gone (pruned or purged mid-flight).
@@ -64,7 +76,10 @@ impl Masters {
     /// As [`Masters::ensure`].
     pub async fn refetch(&self, identifier: &str) -> Result<Master, Error> {
         let lazyfetch = self.lazyfetch().await?;
-        lazyfetch.refetch(identifier).await.map_err(source_error)
+        lazyfetch
+            .refetch(identifier)
+            .await
+            .map_err(|e| self.source_error(e))
     }
 
     /// Removes the master copy of `identifier` and its sidecar (and whatever derivatives are
@@ -88,6 +103,14 @@ impl Masters {
     pub fn is_missing(&self, fif: &str) -> bool {
         self.started.get().is_some() && !self.cache.root.join(fif).exists()
     }
+
+    /// [`source_error`], and a full mount reported to [`Room`].
+    fn source_error(&self, error: FetchError) -> Error {
+        if matches!(error, FetchError::DiskFull(_)) {
+            self.room.disk_full();
+        }
+        source_error(error)
+    }
 }
 
 fn source_error(error: FetchError) -> Error {
@@ -100,7 +123,7 @@ fn source_error(error: FetchError) -> Error {
             retry_after,
             detail: reason,
         },
-        FetchError::Io(reason) => Source::Io { detail: reason },
+        FetchError::Io(reason) | FetchError::DiskFull(reason) => Source::Io { detail: reason },
         error @ FetchError::TooLarge { .. } => Source::TooLarge {
             detail: error.to_string(),
         },

@@ -1,6 +1,7 @@
 //! What [`crate::LazyFetch`] can fail with, saying who failed: the request (no rule, not in S3),
 //! the store (unavailable), or this host (cache I/O).
 
+use std::io;
 use std::path::PathBuf;
 use std::time::Duration;
 
@@ -36,6 +37,30 @@ pub enum FetchError {
     /// gateway answers 503 with `Retry-After`: room may be made, or the mount come back).
     #[error("cache I/O: {0}")]
     Io(String),
+    /// The cache mount's file system (or quota) is full; nothing partial was left (503 with
+    /// `Retry-After`, like [`FetchError::Io`], and the gateway prunes to make room).
+    #[error("cache mount full: {0}")]
+    DiskFull(String),
+}
+
+impl FetchError {
+    /// A failed write to the cache mount, `doing` what.
+    pub(crate) fn cache_write(doing: &str, error: &io::Error) -> FetchError {
+        let reason = format!("{doing}: {error}");
+        if is_disk_full(error) {
+            FetchError::DiskFull(reason)
+        } else {
+            FetchError::Io(reason)
+        }
+    }
+}
+
+/// Whether an I/O error means the file system (or the quota) is full.
+pub fn is_disk_full(error: &io::Error) -> bool {
+    matches!(
+        error.kind(),
+        io::ErrorKind::StorageFull | io::ErrorKind::QuotaExceeded
+    )
 }
 
 /// Why [`crate::LazyFetch::new`] refused to start.

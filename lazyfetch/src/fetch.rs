@@ -196,7 +196,8 @@ impl LazyFetch {
     ///
     /// # Errors
     /// [`FetchError::NoRule`] and [`FetchError::NotFound`] (404), [`FetchError::Unavailable`]
-    /// (503, only for masters not on disk), [`FetchError::Io`] (500).
+    /// (503, only for masters not on disk), [`FetchError::Io`] and [`FetchError::DiskFull`]
+    /// (503: the cache mount failed).
     pub async fn ensure(&self, identifier: &str) -> Result<Master, FetchError> {
         let inner = &self.inner;
         let location = inner.rules.locate(identifier).ok_or(FetchError::NoRule)?;
@@ -256,7 +257,7 @@ impl LazyFetch {
                     log::warn!("warming {identifier:?}: {error}");
                     warm_outcome::UNAVAILABLE
                 }
-                Err(error @ FetchError::Io(_)) => {
+                Err(error @ (FetchError::Io(_) | FetchError::DiskFull(_))) => {
                     log::error!("warming {identifier:?}: {error}");
                     warm_outcome::ERROR
                 }
@@ -636,7 +637,7 @@ impl Inner {
             Err(DownloadError::Cache(error)) => {
                 self.metrics.fetch(fetch_outcome::CACHE_ERROR);
                 log::error!("writing the master of {identifier:?}: {error}");
-                return Err(FetchError::Io(format!("writing the master: {error}")));
+                return Err(FetchError::cache_write("writing the master", &error));
             }
         };
         let now = SystemTime::now();
@@ -662,9 +663,10 @@ impl Inner {
             Err(error) => {
                 self.metrics.fetch(fetch_outcome::CACHE_ERROR);
                 log::error!("putting the master of {identifier:?} in place: {error}");
-                return Err(FetchError::Io(format!(
-                    "putting the master in place: {error}"
-                )));
+                return Err(FetchError::cache_write(
+                    "putting the master in place",
+                    &error,
+                ));
             }
         };
         self.metrics.fetch(fetch_outcome::DOWNLOADED);

@@ -48,7 +48,7 @@ pub mod units;
 pub use config::{
     CacheConfig, ConfigErrors, ConfigProblem, GatewaySections, LoadError, MastersConfig,
 };
-pub use error::{FetchError, StartupError};
+pub use error::{is_disk_full, FetchError, StartupError};
 pub use fetch::{LazyFetch, Master};
 pub use layout::CacheLayout;
 pub use prune::{prune, PruneOptions, PruneReport};

@@ -8,8 +8,8 @@ use lazyfetch::size::ByteSize;
 use reqwest::StatusCode;
 
 use crate::support::{
-    client, configure, get, iipsrv_image_requests, metric_line, metrics, purge, Stack,
-    StackOptions, ADMIN_TOKEN,
+    all_files, client, configure, get, iipsrv_image_requests, metric_line, metrics, purge, Stack,
+    StackOptions, TinyMount, ADMIN_TOKEN,
 };
 
 const ONE_GIB: ByteSize = ByteSize(1 << 30);
@@ -28,24 +28,6 @@ fn cached_stack(max_output_pixels: u64) -> Stack {
 
 fn cache_root(stack: &Stack) -> PathBuf {
     stack.scratch.join("cache")
-}
-
-/// Every file below `dir`, bookkeeping and temporary files included.
-fn all_files(dir: &Path) -> Vec<PathBuf> {
-    let mut found = Vec::new();
-    let Ok(entries) = std::fs::read_dir(dir) else {
-        return found;
-    };
-    for entry in entries.flatten() {
-        let path = entry.path();
-        if path.is_dir() {
-            found.extend(all_files(&path));
-        } else {
-            found.push(path);
-        }
-    }
-    found.sort();
-    found
 }
 
 /// Every derivative file under the cache (not the `.id`/`.access` bookkeeping files).
@@ -373,33 +355,6 @@ async fn hot_derivatives_are_served_from_memory_even_when_the_disk_copy_is_gone(
     }
     assert_eq!(get(&stack, path).await.bytes().await.unwrap(), first);
     assert_eq!(iipsrv_image_requests(&stack).await, 1);
-}
-
-/// A tiny tmpfs as the cache mount, so that writes really fail with "no space left on device".
-/// Needs root (CI runs as root); elsewhere the test says why it did not run.
-struct TinyMount {
-    path: std::path::PathBuf,
-}
-
-impl TinyMount {
-    fn new(parent: &Path, size: &str) -> Option<TinyMount> {
-        let path = parent.join("tiny-mount");
-        std::fs::create_dir_all(&path).unwrap();
-        let mounted = std::process::Command::new("mount")
-            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
-            .arg(&path)
-            .status()
-            .is_ok_and(|s| s.success());
-        mounted.then_some(TinyMount { path })
-    }
-}
-
-impl Drop for TinyMount {
-    fn drop(&mut self) {
-        let _ = std::process::Command::new("umount")
-            .arg(&self.path)
-            .status();
-    }
 }
 
 #[tokio::test]

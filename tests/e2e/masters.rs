@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use stack::Garage;
 
 use crate::support::{
-    client, configure, get, image_size, purge, samples_dir, scratch_dir, Stack, StackOptions,
-    ADMIN_TOKEN,
+    all_files, client, configure, get, image_size, metric_line, metrics, purge, samples_dir,
+    scratch_dir, Stack, StackOptions, TinyMount, ADMIN_TOKEN,
 };
 
 /// A gateway whose masters come from `garage`, copied to a cache that iipsrv reads.
@@ -31,6 +31,16 @@ fn s3_stack_with(
 ) -> (Stack, PathBuf) {
     let cache = scratch_dir().join("cache");
     std::fs::create_dir_all(&cache).unwrap();
+    s3_stack_in(garage, revalidate_after_s, cache, cache_config)
+}
+
+/// [`s3_stack_with`] on the cache mount `cache`, an existing directory.
+fn s3_stack_in(
+    garage: &Garage,
+    revalidate_after_s: u64,
+    cache: PathBuf,
+    cache_config: impl Fn(PathBuf) -> CacheConfig + Send + Sync + 'static,
+) -> (Stack, PathBuf) {
     let stack = Stack::start_with(StackOptions {
         iipsrv_root: Some(cache.clone()),
         configure: {
@@ -373,7 +383,7 @@ async fn derivatives_stop_at_the_hard_limit_and_a_prune_makes_room() {
                 .unwrap()
                 .bytes;
             largest = largest.max(bytes);
-            let text = crate::support::metrics(&stack).await;
+            let text = metrics(&stack).await;
             let refused = outcome(
                 &text,
                 "iiif_gateway_derivative_cache_fills_total{outcome=\"over_hard_limit\"}",
@@ -485,4 +495,75 @@ async fn an_unknown_identifier_flood_leaves_cold_masters_fast() {
         misses <= 330,
         "{misses} S3 GETs for 300 unknown identifiers"
     );
+}
+
+#[tokio::test]
+async fn a_full_cache_mount_answers_503_and_makes_room_for_the_next_try() {
+    let garage = Garage::new();
+    upload(&garage, "big", "hubble").await;
+    upload(&garage, "next", "odd-1001x777").await;
+    // 1600 KiB: the first master (1.07 MB) fits, the second (0.91 MB) does not beside it.
+    // The budget (1 GiB) is far larger than the mount, as when it is misconfigured or
+    // something else filled the disk: only the file system can say it is full.
+    let Some(mount) = TinyMount::new(&scratch_dir(), "1600k") else {
+        eprintln!("SKIPPED: cannot mount a tmpfs here (not root?)");
+        return;
+    };
+    let (stack, cache) = s3_stack_in(&garage, 3600, mount.path.clone(), |root| {
+        CacheConfig::new(root, ByteSize(1 << 30))
+    });
+    let tile = "/0,0,256,256/256,/0/default.jpg";
+    assert_eq!(
+        get(&stack, &format!("/iiif/3/big{tile}")).await.status(),
+        StatusCode::OK
+    );
+
+    let full = get(&stack, &format!("/iiif/3/next{tile}")).await;
+    assert_eq!(full.status(), StatusCode::SERVICE_UNAVAILABLE);
+    assert!(
+        full.headers().contains_key("retry-after"),
+        "{:?}",
+        full.headers()
+    );
+    let body = full.text().await.unwrap();
+    assert!(
+        !body.contains(&*cache.to_string_lossy()),
+        "the body names no path: {body}"
+    );
+    let partial: Vec<_> = all_files(&cache)
+        .into_iter()
+        .filter(|f| {
+            f.file_name()
+                .unwrap()
+                .to_string_lossy()
+                .starts_with(".tmp-")
+        })
+        .collect();
+    assert!(
+        partial.is_empty(),
+        "a partial download was left: {partial:?}"
+    );
+
+    // The relief prune removes the least recently used master; the next try is served.
+    let deadline = Instant::now() + Duration::from_secs(10);
+    let next = loop {
+        let response = get(&stack, &format!("/iiif/3/next{tile}")).await;
+        if response.status() != StatusCode::SERVICE_UNAVAILABLE || Instant::now() > deadline {
+            break response;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    };
+    let status = next.status();
+    let body = next.bytes().await.unwrap();
+    assert_eq!(status, StatusCode::OK, "{}", String::from_utf8_lossy(&body));
+    assert_eq!(image_size(&body).0, 256);
+    let metrics = metrics(&stack).await;
+    assert!(
+        metric_line(
+            &metrics,
+            "iiif_gateway_cache_mount_refreshes_total{kind=\"relieve\",outcome=\"ok\"}"
+        ) >= 1.0,
+        "the relief prune ran"
+    );
+    drop(stack);
 }

@@ -254,3 +254,48 @@ pub(crate) fn image_size(body: &[u8]) -> (u32, u32) {
     let image = image::load_from_memory(body).expect("a decodable image");
     (image.width(), image.height())
 }
+
+/// A tiny tmpfs as the cache mount, so that writes really fail with "no space left on device".
+/// Needs root (CI runs as root); elsewhere the test says why it did not run.
+pub(crate) struct TinyMount {
+    pub(crate) path: PathBuf,
+}
+
+impl TinyMount {
+    pub(crate) fn new(parent: &Path, size: &str) -> Option<TinyMount> {
+        let path = parent.join("tiny-mount");
+        std::fs::create_dir_all(&path).unwrap();
+        let mounted = std::process::Command::new("mount")
+            .args(["-t", "tmpfs", "-o", &format!("size={size}"), "tmpfs"])
+            .arg(&path)
+            .status()
+            .is_ok_and(|s| s.success());
+        mounted.then_some(TinyMount { path })
+    }
+}
+
+impl Drop for TinyMount {
+    fn drop(&mut self) {
+        let _ = std::process::Command::new("umount")
+            .arg(&self.path)
+            .status();
+    }
+}
+
+/// Every file below `dir`, bookkeeping and temporary files included.
+pub(crate) fn all_files(dir: &Path) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    let Ok(entries) = std::fs::read_dir(dir) else {
+        return found;
+    };
+    for entry in entries.flatten() {
+        let path = entry.path();
+        if path.is_dir() {
+            found.extend(all_files(&path));
+        } else {
+            found.push(path);
+        }
+    }
+    found.sort();
+    found
+}

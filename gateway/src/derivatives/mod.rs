@@ -11,7 +11,6 @@ pub mod files;
 pub mod key;
 mod memory;
 mod metrics;
-mod room;
 
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -28,10 +27,10 @@ use prometheus::Registry;
 pub use key::{body_etag, DerivativeKey};
 use memory::MemoryTier;
 pub use metrics::DerivativeMetrics;
-use room::Room;
 
 use crate::budget::Body;
 use crate::error::Error;
+use crate::room::Room;
 
 /// Which derivatives are worth keeping.
 #[derive(Debug, Clone)]
@@ -71,10 +70,15 @@ pub struct DerivativeCache {
 }
 
 impl DerivativeCache {
-    pub fn new(cache: &CacheConfig, policy: DerivativePolicy, registry: &Registry) -> Arc<Self> {
+    pub fn new(
+        cache: &CacheConfig,
+        policy: DerivativePolicy,
+        room: Arc<Room>,
+        registry: &Registry,
+    ) -> Arc<Self> {
         let layout = CacheLayout::new(cache.root.clone());
         Arc::new(DerivativeCache {
-            room: Room::new(layout.clone(), cache.clone(), registry),
+            room,
             layout,
             renders: SingleFlight::new(),
             memory: Mutex::new(MemoryTier::new(policy.memory_bytes)),
@@ -255,7 +259,7 @@ impl DerivativeCache {
                         log::info!("derivative cache: writing again after a full disk");
                     }
                 }
-                Err(e) if files::is_disk_full(&e) => {
+                Err(e) if lazyfetch::is_disk_full(&e) => {
                     cache.metrics.fills.with_label_values(&["disk_full"]).inc();
                     cache.room.disk_full();
                     if !cache.disk_full.swap(true, Ordering::Relaxed) {

@@ -1,5 +1,6 @@
-//! Room on the cache mount for derivatives: an estimate of the cache's size, and a prune in the
-//! background when a write would take it past `gateway.cache.hard_limit`.
+//! Room on the cache mount: an estimate of the cache's size, a prune in the background when a
+//! derivative would take it past `gateway.cache.hard_limit`, and relief when the file system
+//! itself is full.
 //!
 //! The mount is there for masters: a request cannot be served without its master, while a
 //! derivative that is not stored only costs a render next time. So above the hard limit no new
@@ -10,14 +11,21 @@
 //! The estimate is the last measurement (a scan of the cache, or a prune's result) plus what
 //! this process wrote since. What other nodes and master downloads write shows at the next
 //! scan, which runs every `gateway.cache.rescan_interval_s` at the most, off the request path.
-//! A "disk full" from the file system counts as being over the limit until the next measurement.
-//! The decisions are pure ([`Estimate::decide`]); [`Room`] runs the scans and prunes.
+//!
+//! A "disk full" from the file system (a derivative's write or a master's download) counts as
+//! being over the limit until the next measurement, and starts a relief prune: the budget was
+//! set larger than the mount, or something else filled it, so the budget cannot say what to
+//! remove. The relief prunes as if the budget were what the cache holds now: least recently
+//! used images go until it is down to `low_watermark` of that (80% by default), and it runs
+//! at most every [`MIN_PRUNE_GAP`]. The decisions are pure ([`Estimate::decide`], [`Estimate::disk_full`]);
+//! [`Room`] runs the scans and prunes.
 
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use lazyfetch::layout::CacheLayout;
 use lazyfetch::prune::{self, PruneOptions};
+use lazyfetch::size::ByteSize;
 use lazyfetch::CacheConfig;
 use prometheus::{IntCounterVec, IntGauge, Opts, Registry};
 
@@ -27,11 +35,13 @@ const MIN_PRUNE_GAP: Duration = Duration::from_secs(10);
 
 /// What to run in the background to measure the cache again.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) enum Refresh {
+pub(crate) enum Refresh {
     /// Count the cache's bytes.
     Scan,
     /// Prune to the low watermark; its result is the new measurement.
     Prune,
+    /// The file system is full: prune as if the budget were what the cache holds now.
+    Relieve,
 }
 
 impl Refresh {
@@ -39,38 +49,41 @@ impl Refresh {
         match self {
             Refresh::Scan => "scan",
             Refresh::Prune => "prune",
+            Refresh::Relieve => "relieve",
         }
     }
 }
 
 /// Whether a derivative may be written, and what to start in the background.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub(super) struct Verdict {
-    pub(super) write: bool,
-    pub(super) refresh: Option<Refresh>,
+pub(crate) struct Verdict {
+    pub(crate) write: bool,
+    pub(crate) refresh: Option<Refresh>,
 }
 
 /// What the gateway knows about the cache's size. Pure: times are passed in.
 #[derive(Debug, Clone, Default)]
-pub(super) struct Estimate {
+pub(crate) struct Estimate {
     /// Bytes at the last measurement, and when it was taken (`None`: not measured yet).
     measured: Option<(u64, Instant)>,
     /// Bytes this process wrote since.
     written: u64,
     /// A scan or prune is running (one at a time).
     refreshing: bool,
+    /// When the last relief prune started.
+    relieved_at: Option<Instant>,
 }
 
 impl Estimate {
     /// The estimated size, when it has been measured.
-    pub(super) fn bytes(&self) -> Option<u64> {
+    pub(crate) fn bytes(&self) -> Option<u64> {
         self.measured
             .map(|(bytes, _)| bytes.saturating_add(self.written))
     }
 
     /// Whether `bytes` more may be written under `hard_limit`, counting them when so. Before the
     /// first measurement every write is allowed (the first one starts a scan).
-    pub(super) fn decide(
+    pub(crate) fn decide(
         &mut self,
         bytes: u64,
         hard_limit: u64,
@@ -104,17 +117,29 @@ impl Estimate {
         }
     }
 
-    /// The file system said it is full: over the limit until the next measurement.
-    pub(super) fn disk_full(&mut self, hard_limit: u64, now: Instant) {
+    /// The file system said it is full: over the limit until the next measurement, and a
+    /// relief prune to start unless a refresh is running or the last relief was too recent.
+    /// (A recent scan does not delay it: a scan under the limit is what a full disk beneath a
+    /// budget larger than the mount looks like.)
+    pub(crate) fn disk_full(&mut self, hard_limit: u64, now: Instant) -> Option<Refresh> {
+        let due = !self.refreshing
+            && self
+                .relieved_at
+                .is_none_or(|at| now.saturating_duration_since(at) >= MIN_PRUNE_GAP);
         let at = self.measured.map_or(now, |(_, at)| at);
         self.measured = Some((hard_limit.saturating_add(1), at));
         self.written = 0;
+        if due {
+            self.refreshing = true;
+            self.relieved_at = Some(now);
+        }
+        due.then_some(Refresh::Relieve)
     }
 
     /// A refresh started when `written_before` bytes were counted ended with `measured` bytes
     /// (`None`: it failed, the old estimate stays). What was written while it ran may not be
     /// in the measurement, so it stays counted.
-    pub(super) fn refreshed(&mut self, measured: Option<u64>, written_before: u64, now: Instant) {
+    pub(crate) fn refreshed(&mut self, measured: Option<u64>, written_before: u64, now: Instant) {
         self.refreshing = false;
         if let Some(bytes) = measured {
             self.measured = Some((bytes, now));
@@ -128,7 +153,7 @@ impl Estimate {
 }
 
 /// The guard the derivative cache asks before each write.
-pub(super) struct Room {
+pub struct Room {
     layout: CacheLayout,
     cache: CacheConfig,
     estimate: Mutex<Estimate>,
@@ -136,7 +161,7 @@ pub(super) struct Room {
 }
 
 impl Room {
-    pub(super) fn new(layout: CacheLayout, cache: CacheConfig, registry: &Registry) -> Arc<Self> {
+    pub fn new(layout: CacheLayout, cache: CacheConfig, registry: &Registry) -> Arc<Self> {
         let metrics = RoomMetrics::register(registry);
         metrics.hard_limit.set(gauge(cache.hard_limit_bytes()));
         Arc::new(Room {
@@ -149,7 +174,7 @@ impl Room {
 
     /// Whether a derivative of `bytes` may be written now; starts a scan or prune when due.
     /// Call it from a blocking thread: a refresh it starts runs there too.
-    pub(super) fn admit(self: &Arc<Self>, bytes: u64) -> bool {
+    pub fn admit(self: &Arc<Self>, bytes: u64) -> bool {
         let hard_limit = self.cache.hard_limit_bytes();
         let rescan = Duration::from_secs(self.cache.rescan_interval_s);
         let (verdict, written) = {
@@ -159,36 +184,48 @@ impl Room {
             (verdict, estimate.written())
         };
         if let Some(refresh) = verdict.refresh {
-            let room = self.clone();
-            std::thread::Builder::new()
-                .name(format!("cache-{}", refresh.as_str()))
-                .spawn(move || room.refresh(refresh, written))
-                .map_err(|e| log::error!("cache mount: cannot start a {refresh:?}: {e}"))
-                .ok();
+            self.start(refresh, written);
         }
         verdict.write
     }
 
-    /// A write failed because the file system is full.
-    pub(super) fn disk_full(&self) {
-        let mut estimate = self.estimate.lock().expect("room lock");
-        estimate.disk_full(self.cache.hard_limit_bytes(), Instant::now());
-        self.metrics.set_estimate(&estimate);
+    /// A write to the mount (a derivative, or a master's download) failed because the file
+    /// system is full. Does not block: the relief prune runs on a thread of its own.
+    pub fn disk_full(self: &Arc<Self>) {
+        let refresh = {
+            let mut estimate = self.estimate.lock().expect("room lock");
+            let refresh = estimate.disk_full(self.cache.hard_limit_bytes(), Instant::now());
+            self.metrics.set_estimate(&estimate);
+            refresh
+        };
+        if let Some(refresh) = refresh {
+            self.start(refresh, 0);
+        }
+    }
+
+    fn start(self: &Arc<Self>, refresh: Refresh, written_before: u64) {
+        let room = self.clone();
+        let started = std::thread::Builder::new()
+            .name(format!("cache-{}", refresh.as_str()))
+            .spawn(move || room.refresh(refresh, written_before));
+        if let Err(e) = started {
+            log::error!("cache mount: cannot start a {refresh:?}: {e}");
+            let mut estimate = self.estimate.lock().expect("room lock");
+            estimate.refreshed(None, written_before, Instant::now());
+        }
     }
 
     fn refresh(&self, refresh: Refresh, written_before: u64) {
         let measured = match refresh {
             Refresh::Scan => lazyfetch::stats::stats(&self.layout, &self.cache).map(|s| s.bytes),
-            Refresh::Prune => {
-                prune::prune(&self.layout, &self.cache, PruneOptions::default()).map(|report| {
-                    log::warn!(
-                        "cache mount above its hard limit ({} bytes): pruned {} images, {} bytes freed, {} bytes now",
-                        self.cache.hard_limit_bytes(),
-                        report.removed.len(),
-                        report.freed_bytes,
-                        report.after_bytes
-                    );
-                    report.after_bytes
+            Refresh::Prune => self.prune(PruneOptions::default(), "above its hard limit"),
+            Refresh::Relieve => {
+                lazyfetch::stats::stats(&self.layout, &self.cache).and_then(|stats| {
+                    let options = PruneOptions {
+                        budget: Some(ByteSize(stats.bytes.min(self.cache.budget.0))),
+                        ..PruneOptions::default()
+                    };
+                    self.prune(options, "full")
                 })
             }
         };
@@ -210,6 +247,21 @@ impl Room {
         let mut estimate = self.estimate.lock().expect("room lock");
         estimate.refreshed(measured.ok(), written_before, Instant::now());
         self.metrics.set_estimate(&estimate);
+    }
+}
+
+impl Room {
+    /// Prunes under `options`; the cache's size after it is the new measurement.
+    fn prune(&self, options: PruneOptions, why: &str) -> std::io::Result<u64> {
+        let report = prune::prune(&self.layout, &self.cache, options)?;
+        log::warn!(
+            "cache mount {why} (hard limit {} bytes): pruned {} images, {} bytes freed, {} bytes now",
+            self.cache.hard_limit_bytes(),
+            report.removed.len(),
+            report.freed_bytes,
+            report.after_bytes
+        );
+        Ok(report.after_bytes)
     }
 }
 
@@ -235,7 +287,7 @@ impl RoomMetrics {
         let refreshes = IntCounterVec::new(
             Opts::new(
                 "iiif_gateway_cache_mount_refreshes_total",
-                "Measurements of the cache mount started by the gateway, by kind (scan, prune) and outcome (ok, failed).",
+                "Measurements of the cache mount started by the gateway, by kind (scan; prune: over the hard limit; relieve: the file system was full) and outcome (ok, failed).",
             ),
             &["kind", "outcome"],
         )
@@ -358,15 +410,38 @@ mod tests {
     fn a_full_disk_stops_writes_until_measured_again() {
         let then = Instant::now();
         let mut estimate = measured(100, then);
-        estimate.disk_full(HARD, then);
+        assert_eq!(estimate.disk_full(HARD, then), Some(Refresh::Relieve));
         assert!(!estimate.decide(1, HARD, RESCAN, then).write);
+        // While the relief runs, nothing else starts.
         let later = then + MIN_PRUNE_GAP;
-        assert_eq!(
-            estimate.decide(1, HARD, RESCAN, later).refresh,
-            Some(Refresh::Prune)
-        );
+        assert_eq!(estimate.decide(1, HARD, RESCAN, later).refresh, None);
         estimate.refreshed(Some(300), 0, later);
         assert!(estimate.decide(1, HARD, RESCAN, later).write);
+    }
+
+    #[test]
+    fn a_full_disk_starts_one_relief_at_a_time_and_not_right_after_a_measurement() {
+        let then = Instant::now();
+        // Never measured: relief at once.
+        let mut estimate = Estimate::default();
+        assert_eq!(estimate.disk_full(HARD, then), Some(Refresh::Relieve));
+        assert_eq!(estimate.disk_full(HARD, then), None, "one is running");
+        estimate.refreshed(Some(400), 0, then);
+        assert!(estimate.decide(1, HARD, RESCAN, then).write);
+        // Full again right after that relief: writes stop, the next relief waits for the gap.
+        assert_eq!(estimate.disk_full(HARD, then), None);
+        assert!(!estimate.decide(1, HARD, RESCAN, then).write);
+        let later = then + MIN_PRUNE_GAP;
+        assert_eq!(estimate.disk_full(HARD, later), Some(Refresh::Relieve));
+        // A scan that found the cache under the limit does not delay a relief.
+        estimate.refreshed(Some(400), 0, later);
+        let scanned = later + RESCAN;
+        assert_eq!(
+            estimate.decide(1, HARD, RESCAN, scanned).refresh,
+            Some(Refresh::Scan)
+        );
+        estimate.refreshed(Some(400), 0, scanned);
+        assert_eq!(estimate.disk_full(HARD, scanned), Some(Refresh::Relieve));
     }
 
     #[test]
