@@ -1,6 +1,6 @@
 # nginx as the public front of the gateways (nginx/gateway-front.conf), from Debian's package.
 #
-#   docker build -f deploy/images/front.Dockerfile CONTEXT   (deploy/images/build stages it)
+#   docker build -f deploy/images/front.Dockerfile -t iiif-front .    (the repository root)
 #
 # Environment, read at start by front-entrypoint:
 #   SERVER_NAME  the public host name it answers for (any other Host gets 421)
@@ -15,8 +15,8 @@ RUN if ! command -v nginx >/dev/null || ! command -v curl >/dev/null; then \
         apt-get update && apt-get install -y --no-install-recommends nginx curl && \
         rm -rf /var/lib/apt/lists/*; \
     fi
-COPY gateway-front.conf /etc/iiif-front/gateway-front.conf.template
-COPY front-entrypoint /usr/local/bin/front-entrypoint
+COPY nginx/gateway-front.conf /etc/iiif-front/gateway-front.conf.template
+COPY deploy/images/front-entrypoint /usr/local/bin/front-entrypoint
 RUN mkdir -p /var/lib/iiif-front/conf /var/lib/iiif-front/logs /var/lib/iiif-front/run \
         /var/lib/iiif-front/tmp && \
     ln -sf /dev/stdout /var/lib/iiif-front/logs/access.log && \

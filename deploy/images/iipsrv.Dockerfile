@@ -1,7 +1,7 @@
 # Stock IIPImage server 1.1 from Debian's iipimage-server package, unmodified: a supervised set
 # of FastCGI processes (iipsrv-pool), configured only by environment variables.
 #
-#   docker build -f deploy/images/iipsrv.Dockerfile deploy/images
+#   docker build -f deploy/images/iipsrv.Dockerfile -t iiif-iipsrv .    (the repository root)
 #
 # Environment (iipsrv reads its own; iipsrv-pool reads the first three):
 #   IIPSRV_PROCESSES [2]  processes, one per core is the usual sizing
@@ -20,7 +20,7 @@ RUN if [ ! -x /usr/lib/iipimage-server/iipsrv.fcgi ] || ! command -v cgi-fcgi >/
         apt-get install -y --no-install-recommends iipimage-server libfcgi-bin && \
         rm -rf /var/lib/apt/lists/*; \
     fi
-COPY iipsrv-pool /usr/local/bin/iipsrv-pool
+COPY deploy/images/iipsrv-pool /usr/local/bin/iipsrv-pool
 ENV IIPSRV_PROCESSES=2 IIPSRV_PORT=9000 IIPSRV_BIND=0.0.0.0 \
     FILESYSTEM_PREFIX=/var/cache/iiif/ MAX_CVT=5000 JPEG_QUALITY=90 VERBOSITY=1 \
     LOGFILE=/dev/stdout OMP_NUM_THREADS=1 MEMCACHED_SERVERS=
