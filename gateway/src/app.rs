@@ -29,6 +29,7 @@ use crate::public_url::{OriginHeaders, PublicOrigin};
 use crate::redirects::lookup::{self as redirect_lookup, RedirectLookup};
 use crate::render;
 use crate::reply::Reply;
+use crate::request_log::{self, RequestLog};
 use crate::room::Room;
 use crate::routes::{self, Endpoint};
 use crate::source::{ImageSource, ImageSources};
@@ -76,6 +77,8 @@ pub struct Gateway {
     budget: RenderBudget,
     pub pool: Arc<BackendPool>,
     pub metrics: Arc<Metrics>,
+    /// One line per request, written by the listener when the request ends.
+    pub request_log: RequestLog,
     /// Set once the process has been told to stop: `/readyz` says so from then on.
     draining: std::sync::atomic::AtomicBool,
 }
@@ -161,6 +164,7 @@ impl Gateway {
             }),
             caps,
             info_options,
+            request_log: RequestLog::to_stdout(config.request_log, metrics.registry()),
             config,
             pool,
             metrics,
@@ -207,14 +211,16 @@ impl Gateway {
         let (version, kind, result) = self.dispatch(request).await;
         let reply = result.unwrap_or_else(|error| {
             let response = error.response();
+            request_log::notes::note(|notes| notes.error = Some(response.label));
             if let Some(level) = response.log_level {
                 log::log!(
                     level,
-                    "{} {} -> {} ({}): {error}",
+                    "{} {} -> {} ({}){}: {error}",
                     request.method,
                     request.path,
                     response.status,
-                    response.label
+                    response.label,
+                    request_log::notes::tag()
                 );
             }
             // A withdrawn image is an answer of the ID archive, cached like its redirects.
@@ -362,12 +368,14 @@ impl Gateway {
         let redirect = match lookup.lookup(identifier.decoded()).await {
             redirect_lookup::Lookup::Redirect(redirect) => redirect,
             redirect_lookup::Lookup::NotRedirected => return Archive::NotRetired,
-            redirect_lookup::Lookup::Unknown => return Archive::Unchecked,
+            redirect_lookup::Lookup::Unknown => {
+                request_log::notes::note(|n| n.redirect = Some("unchecked"));
+                return Archive::Unchecked;
+            }
         };
-        self.metrics
-            .redirects
-            .with_label_values(&[redirect.kind().as_str()])
-            .inc();
+        let kind = redirect.kind().as_str();
+        request_log::notes::note(|n| n.redirect = Some(kind));
+        self.metrics.redirects.with_label_values(&[kind]).inc();
         let Some(settings) = self.config.redirects.as_ref() else {
             return Archive::NotRetired;
         };

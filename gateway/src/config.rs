@@ -84,6 +84,10 @@ pub struct RawGatewayConfig {
     /// `crate::budget`. Every key is optional.
     #[serde(default)]
     pub render: crate::budget::RawRender,
+    /// One structured line per request on stdout (format, level, sampling): see
+    /// `crate::request_log`. Every key is optional.
+    #[serde(default)]
+    pub request_log: crate::request_log::RawRequestLog,
 }
 
 /// `gateway.derivatives`: which rendered images the cache keeps.
@@ -422,6 +426,8 @@ pub struct GatewayConfig {
     pub connections: crate::connections::ConnectionSettings,
     /// The render budget (memory, workers, wait).
     pub render: crate::budget::RenderLimits,
+    /// The request log.
+    pub request_log: crate::request_log::RequestLogSettings,
 }
 
 /// The ID archive settings.
@@ -523,6 +529,7 @@ impl RawGatewayConfig {
             admission: crate::admission::RawAdmission::default(),
             connections: crate::connections::RawConnections::default(),
             render: crate::budget::RawRender::default(),
+            request_log: crate::request_log::RawRequestLog::default(),
         }
     }
 
@@ -761,6 +768,11 @@ impl RawGatewayConfig {
             .resolve()
             .map_err(|errors| problems.extend(errors))
             .ok();
+        let request_log = self
+            .request_log
+            .resolve()
+            .map_err(|errors| problems.extend(errors))
+            .ok();
 
         if !problems.is_empty() {
             return Err(ConfigError { problems });
@@ -768,6 +780,7 @@ impl RawGatewayConfig {
         let admission = admission.expect("checked above");
         let connections = connections.expect("checked above");
         let render = render.expect("checked above");
+        let request_log = request_log.expect("checked above");
         Ok(GatewayConfig {
             listen: listen.expect("checked above"),
             admin_listen: admin_listen.expect("checked above"),
@@ -813,6 +826,7 @@ impl RawGatewayConfig {
             cost_thresholds: admission.costs,
             connections,
             render,
+            request_log,
         })
     }
 }

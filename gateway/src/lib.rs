@@ -43,6 +43,7 @@ pub mod public_url;
 pub mod redirects;
 pub mod render;
 pub mod reply;
+pub mod request_log;
 pub mod room;
 pub mod routes;
 pub mod service;

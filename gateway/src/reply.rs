@@ -16,7 +16,7 @@ use crate::error::Response;
 pub const ALLOWED_METHODS: &str = "GET, HEAD, OPTIONS";
 
 /// Response headers a cross-origin script may read (viewers look at `Link` for the canonical URI).
-const EXPOSED_HEADERS: &str = "Link, ETag, Last-Modified";
+const EXPOSED_HEADERS: &str = "Link, ETag, Last-Modified, X-Request-Id";
 
 /// One complete response: status, headers and a body already in memory.
 #[derive(Debug, Clone)]

@@ -20,6 +20,8 @@ use crate::connections::ConnectionSettings;
 use crate::forwarded::ProxyHeaders;
 use crate::public_url::{OriginHeaders, TrustedProxies};
 use crate::reply::Reply;
+use crate::request_log::notes::{self, SharedNotes};
+use crate::request_log::Entry;
 
 /// The public IIIF listener.
 pub struct PublicService {
@@ -69,13 +71,17 @@ impl PublicService {
     }
 }
 
-/// Per-request state kept for the access log and metrics.
+/// Per-request state kept for the request log and metrics.
 pub struct RequestContext {
     started: Instant,
     version: &'static str,
     kind: &'static str,
     status: u16,
     body_bytes: usize,
+    /// What the request path noted, its id included (set when the request head is read).
+    notes: Option<SharedNotes>,
+    /// The client's address as the request log gives it (a trusted proxy's word, or the peer).
+    client: Option<IpAddr>,
 }
 
 #[async_trait]
@@ -89,6 +95,8 @@ impl ProxyHttp for PublicService {
             kind: "other",
             status: 0,
             body_bytes: 0,
+            notes: None,
+            client: None,
         }
     }
 
@@ -124,6 +132,18 @@ impl ProxyHttp for PublicService {
             forwarded_host: text("x-forwarded-host"),
             forwarded_prefix: text("x-forwarded-prefix"),
         };
+        let from_proxy = peer.filter(|ip| self.proxies.contains(*ip));
+        let request_log = &self.gateway.request_log;
+        let notes = notes::start(
+            request_log
+                .ids
+                .choose(text("x-request-id"), from_proxy.is_some()),
+        );
+        ctx.notes = Some(notes.clone());
+        ctx.client = match from_proxy {
+            Some(trusted) => Some(self.proxies.client_address(trusted, &proxy)),
+            None => peer,
+        };
         let _client_permit = match self.enter_proxied(peer, &proxy) {
             Ok(permit) => permit,
             Err(refused) => {
@@ -136,7 +156,7 @@ impl ProxyHttp for PublicService {
                     Reply::failure(&crate::error::Error::TooManyRequests.response(), "no-store")
                         .finish();
                 ctx.status = reply.status;
-                write_reply(session, reply, false).await?;
+                write_reply(session, with_request_id(reply, &notes), false).await?;
                 return Ok(true);
             }
         };
@@ -159,7 +179,7 @@ impl ProxyHttp for PublicService {
             // Dropped when the request is answered, and also when its future is dropped (the
             // client went away mid-request), so the gauge never drifts upwards.
             let _in_flight = InFlight::enter(&self.gateway.metrics.in_flight);
-            let answer = self.gateway.handle(&incoming);
+            let answer = notes::scope(notes.clone(), self.gateway.handle(&incoming));
             tokio::pin!(answer);
             tokio::select! {
                 biased;
@@ -192,7 +212,7 @@ impl ProxyHttp for PublicService {
             // connection closed under a request it has just sent.
             session.set_keepalive(None);
         }
-        write_reply(session, outcome.reply, head_only).await?;
+        write_reply(session, with_request_id(outcome.reply, &notes), head_only).await?;
         Ok(true)
     }
 
@@ -202,7 +222,12 @@ impl ProxyHttp for PublicService {
         error: &Error,
         ctx: &mut RequestContext,
     ) -> FailToProxy {
-        log::error!("request failed inside the gateway: {error}");
+        let tag = ctx
+            .notes
+            .as_ref()
+            .map(|n| format!(" [request {}]", n.lock().expect("notes lock").id))
+            .unwrap_or_default();
+        log::error!("request failed inside the gateway{tag}: {error}");
         ctx.status = 500;
         let written = session.response_written().is_some();
         if !written {
@@ -236,17 +261,31 @@ impl ProxyHttp for PublicService {
             .response_bytes
             .with_label_values(&[ctx.kind])
             .inc_by(ctx.body_bytes as u64);
-        log::debug!(
-            target: "access",
-            "{} {} {} {} {}B {:.1}ms",
-            session.client_addr().map(|a| a.to_string()).unwrap_or_default(),
-            session.req_header().method,
-            session.req_header().uri.path(),
-            ctx.status,
-            ctx.body_bytes,
-            elapsed.as_secs_f64() * 1000.0
-        );
+        let notes = ctx
+            .notes
+            .get_or_insert_with(|| notes::start(self.gateway.request_log.ids.choose(None, false)));
+        let notes = notes.lock().expect("notes lock").clone();
+        let request_log = &self.gateway.request_log;
+        let header = session.req_header();
+        request_log.record(&Entry {
+            time: std::time::SystemTime::now(),
+            notes: &notes,
+            method: header.method.as_str(),
+            path: header.uri.path(),
+            status: ctx.status,
+            bytes: ctx.body_bytes,
+            duration: elapsed,
+            version: ctx.version,
+            kind: ctx.kind,
+            client: ctx.client.filter(|_| request_log.settings.client_address),
+        });
     }
+}
+
+/// `reply` with the request's id, so that a client (or the front) can quote it.
+fn with_request_id(reply: Reply, notes: &SharedNotes) -> Reply {
+    let id = notes.lock().expect("notes lock").id.clone();
+    reply.set_header("X-Request-Id", id)
 }
 
 /// One request counted in the `in_flight` gauge for as long as it lives.

@@ -12,5 +12,6 @@ mod hostile;
 mod masters;
 mod redirects;
 mod redirects_admin;
+mod request_log;
 mod robustness;
 mod security;

@@ -57,10 +57,17 @@ async fn behind_the_nginx_front_clients_cannot_choose_the_public_host() {
     };
 
     let response = through_front("/iiif/3/astronaut/info.json")
+        .header("X-Request-Id", "chosen-by-the-client")
         .send()
         .await
         .unwrap();
     assert_eq!(response.status(), 200);
+    // The id is the front's own ($request_id: 32 hex digits), not the client's.
+    let request_id = response.headers()["x-request-id"].to_str().unwrap();
+    assert!(
+        request_id.len() == 32 && request_id.bytes().all(|b| b.is_ascii_hexdigit()),
+        "{request_id}"
+    );
     let info: Value = response.json().await.unwrap();
     assert_eq!(info["id"], "http://images.example.org/iiif/3/astronaut");
 

@@ -30,6 +30,7 @@ pub use metrics::DerivativeMetrics;
 
 use crate::budget::Body;
 use crate::error::Error;
+use crate::request_log::notes;
 use crate::room::Room;
 
 /// Which derivatives are worth keeping.
@@ -143,6 +144,13 @@ impl DerivativeCache {
             Ok(Rendered { body, fresh: true })
         };
         let (rendered, role) = self.renders.run(&memory_path, work).await;
+        notes::note(|n| {
+            n.cache = Some(match (role, &rendered) {
+                (Role::Follower, _) => "coalesced",
+                (Role::Leader, Ok(Rendered { fresh: false, .. })) => "memory",
+                (Role::Leader, _) => result,
+            })
+        });
         let Rendered { body, fresh } = rendered?;
         match role {
             Role::Leader if fresh && cacheable => {
@@ -197,6 +205,7 @@ impl DerivativeCache {
     async fn read(&self, dir: &Path, name: &str) -> Option<Bytes> {
         let path = memory_key(dir, name);
         if let Some(bytes) = self.recall(&path) {
+            notes::note(|n| n.cache = Some("memory"));
             return Some(bytes);
         }
         let (dir, name) = (dir.to_path_buf(), name.to_owned());
@@ -207,6 +216,7 @@ impl DerivativeCache {
         match read {
             Ok(Ok(bytes)) => {
                 let bytes = bytes.map(Bytes::from)?;
+                notes::note(|n| n.cache = Some("disk"));
                 self.remember(&path, &bytes);
                 Some(bytes)
             }

@@ -159,6 +159,11 @@ impl BackendPool {
         loop {
             let slot = self.scheduler.acquire(lane, failed).await?;
             let index = slot.index();
+            let process = self.processes[index].label().to_owned();
+            crate::request_log::notes::note(|n| {
+                n.lane = Some(lane.label());
+                n.backend = Some(process);
+            });
             let lease = Lease {
                 running: self.processes[index].start_request(),
                 slot,
