@@ -8,9 +8,11 @@ use prometheus::{
     IntGaugeVec, Opts, Registry, TextEncoder,
 };
 
-/// Latency buckets from a cached tile (sub-millisecond) to a huge render (tens of seconds).
+/// Latency buckets from a tile out of the memory tier (a tenth of a millisecond) to the
+/// largest render iipsrv is given time for (a minute).
 const LATENCY_BUCKETS: &[f64] = &[
-    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0,
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5,
+    5.0, 10.0, 30.0, 60.0,
 ];
 
 /// Latency buckets of one Redis read on a local network (tenths of a millisecond) up to the
@@ -22,9 +24,10 @@ const REDIS_BUCKETS: &[f64] = &[
 /// Every metric the gateway records, registered in one registry.
 pub struct Metrics {
     registry: Registry,
-    /// Requests by API version (`2`, `3`, `none`), endpoint kind and status code.
+    /// Requests by API version (`2`, `3`, `none`), endpoint kind, status code and
+    /// derivative-cache outcome (`memory`, `disk`, `miss`, `coalesced`, `bypass`, `none`).
     pub requests: IntCounterVec,
-    /// Request latency by endpoint kind.
+    /// Request latency by API version, endpoint kind and derivative-cache outcome.
     pub request_duration: HistogramVec,
     /// Bytes of response bodies by endpoint kind.
     pub response_bytes: IntCounterVec,
@@ -65,6 +68,9 @@ pub struct Metrics {
     pub redirect_errors: IntCounterVec,
     /// Messages received on the invalidation channel.
     pub redirect_invalidations: IntCounter,
+    /// 1 while the circuit breaker in front of the ID archive's Redis is open (lookups skip
+    /// Redis and fail open), else 0; set when `/metrics` is read.
+    pub redirect_circuit_open: IntGauge,
     /// The admission lanes in front of the iipsrv pool.
     pub admission: AdmissionMetrics,
 }
@@ -81,6 +87,9 @@ pub struct AdmissionMetrics {
     pub queue_wait: HistogramVec,
     /// Requests refused with 503, by lane and reason (`queue_full`, `wait_estimate`, `deadline`).
     pub rejections: IntCounterVec,
+    /// iipsrv processes taken out of rotation (`to="down"`: died, hung, refused) and put back
+    /// (`to="up"`: answered again, e.g. restarted by its supervisor).
+    pub health_changes: IntCounterVec,
 }
 
 impl AdmissionMetrics {
@@ -115,6 +124,17 @@ impl AdmissionMetrics {
         registry
             .register(Box::new(rejections.clone()))
             .expect("unique metric");
+        let health_changes = IntCounterVec::new(
+            Opts::new(
+                "iiif_gateway_backend_health_changes_total",
+                "iipsrv processes taken out of rotation (to=down) or put back (to=up).",
+            ),
+            &["to"],
+        )
+        .expect("valid counter");
+        registry
+            .register(Box::new(health_changes.clone()))
+            .expect("unique metric");
         AdmissionMetrics {
             queued: gauge(
                 "iiif_gateway_admission_queued",
@@ -126,6 +146,7 @@ impl AdmissionMetrics {
             ),
             queue_wait,
             rejections,
+            health_changes,
         }
     }
 }
@@ -172,13 +193,13 @@ impl Metrics {
         Metrics {
             requests: counter(
                 "iiif_gateway_requests_total",
-                "Requests answered, by API version, endpoint kind and status code.",
-                &["version", "kind", "status"],
+                "Requests answered, by API version, endpoint kind, status code and derivative-cache outcome.",
+                &["version", "kind", "status", "cache"],
             ),
             request_duration: latency(
                 "iiif_gateway_request_duration_seconds",
-                "Time from request to complete response, by endpoint kind.",
-                &["kind"],
+                "Time from request to complete response, by API version, endpoint kind and derivative-cache outcome.",
+                &["version", "kind", "cache"],
             ),
             response_bytes: counter(
                 "iiif_gateway_response_bytes_total",
@@ -293,9 +314,45 @@ impl Metrics {
                 "iiif_gateway_redirect_invalidations_total",
                 "Messages received on the redirect invalidation channel.",
             ),
+            redirect_circuit_open: single_gauge(
+                "iiif_gateway_redirect_circuit_open",
+                "1 while the circuit breaker in front of the ID archive's Redis is open (lookups fail open).",
+            ),
             admission: AdmissionMetrics::register(&registry),
             registry,
         }
+        .with_build_info()
+    }
+
+    /// `iiif_gateway_build_info{version}` (always 1: join on it, or count versions during a
+    /// rolling upgrade) and `iiif_gateway_start_time_seconds` (a restart shows as a change).
+    fn with_build_info(self) -> Self {
+        let info = IntGaugeVec::new(
+            Opts::new(
+                "iiif_gateway_build_info",
+                "Always 1; the labels say which gateway release is running.",
+            ),
+            &["version"],
+        )
+        .expect("valid gauge");
+        info.with_label_values(&[env!("CARGO_PKG_VERSION")]).set(1);
+        let started = prometheus::Gauge::new(
+            "iiif_gateway_start_time_seconds",
+            "When this gateway process started, seconds since the Unix epoch.",
+        )
+        .expect("valid gauge");
+        started.set(
+            std::time::SystemTime::now()
+                .duration_since(std::time::UNIX_EPOCH)
+                .map_or(0.0, |d| d.as_secs_f64()),
+        );
+        for collector in [
+            Box::new(info) as Box<dyn prometheus::core::Collector>,
+            Box::new(started),
+        ] {
+            self.registry.register(collector).expect("unique metric");
+        }
+        self
     }
 
     /// The registry, for modules that register their own metrics (the master and derivative

@@ -164,6 +164,9 @@ impl Room {
     pub fn new(layout: CacheLayout, cache: CacheConfig, registry: &Registry) -> Arc<Self> {
         let metrics = RoomMetrics::register(registry);
         metrics.hard_limit.set(gauge(cache.hard_limit_bytes()));
+        metrics
+            .high_watermark
+            .set(gauge(cache.high_watermark_bytes()));
         Arc::new(Room {
             layout,
             cache,
@@ -272,6 +275,7 @@ fn gauge(bytes: u64) -> i64 {
 struct RoomMetrics {
     estimated: IntGauge,
     hard_limit: IntGauge,
+    high_watermark: IntGauge,
     refreshes: IntCounterVec,
 }
 
@@ -303,6 +307,10 @@ impl RoomMetrics {
             hard_limit: gauge(
                 "iiif_gateway_cache_mount_hard_limit_bytes",
                 "Above this no derivative is written and a prune starts (gateway.cache.hard_limit).",
+            ),
+            high_watermark: gauge(
+                "iiif_gateway_cache_mount_high_watermark_bytes",
+                "Above this the cron prune removes least recently used images (gateway.cache.high_watermark of the budget).",
             ),
             refreshes,
         }

@@ -248,14 +248,19 @@ impl ProxyHttp for PublicService {
         ctx: &mut RequestContext,
     ) {
         let elapsed = ctx.started.elapsed();
+        let notes = ctx
+            .notes
+            .get_or_insert_with(|| notes::start(self.gateway.request_log.ids.choose(None, false)));
+        let notes = notes.lock().expect("notes lock").clone();
+        let cache = notes.cache.unwrap_or("none");
         let metrics = &self.gateway.metrics;
         metrics
             .requests
-            .with_label_values(&[ctx.version, ctx.kind, status_label(ctx.status)])
+            .with_label_values(&[ctx.version, ctx.kind, status_label(ctx.status), cache])
             .inc();
         metrics
             .request_duration
-            .with_label_values(&[ctx.kind])
+            .with_label_values(&[ctx.version, ctx.kind, cache])
             .observe(elapsed.as_secs_f64());
         metrics
             .response_bytes

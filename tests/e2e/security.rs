@@ -149,11 +149,32 @@ async fn metrics_count_requests() {
         .send()
         .await
         .unwrap();
-    let counted = "iiif_gateway_requests_total{kind=\"info\",status=\"200\",version=\"3\"} 1";
+    let counted =
+        "iiif_gateway_requests_total{cache=\"none\",kind=\"info\",status=\"200\",version=\"3\"} 1";
     let text = metrics_once_they_show(&stack, counted).await;
     assert!(text.contains(counted), "{text}");
     assert!(
         text.contains("iiif_gateway_backends{state=\"healthy\"} 2"),
         "{text}"
     );
+    assert!(
+        text.contains(&format!(
+            "iiif_gateway_build_info{{version=\"{}\"}} 1",
+            env!("CARGO_PKG_VERSION")
+        )),
+        "{text}"
+    );
+    assert!(
+        text.contains("\niiif_gateway_start_time_seconds "),
+        "{text}"
+    );
+    // Buckets from a memory-tier hit to a minute-long render.
+    for bucket in ["0.0001", "60"] {
+        assert!(
+            text.contains(&format!(
+                "iiif_gateway_request_duration_seconds_bucket{{cache=\"none\",kind=\"info\",version=\"3\",le=\"{bucket}\"}}"
+            )),
+            "{text}"
+        );
+    }
 }

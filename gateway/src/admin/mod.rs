@@ -103,6 +103,13 @@ impl AdminApp {
         let gauge = &self.gateway.metrics.backends;
         gauge.with_label_values(&["healthy"]).set(healthy);
         gauge.with_label_values(&["down"]).set(total - healthy);
+        if let Some(lookup) = self.gateway.redirect_lookup() {
+            let open = lookup.circuit_open();
+            self.gateway
+                .metrics
+                .redirect_circuit_open
+                .set(i64::from(open));
+        }
         AdminResponse::new(
             200,
             "text/plain; version=0.0.4",

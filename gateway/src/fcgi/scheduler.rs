@@ -113,6 +113,9 @@ struct LaneMetrics {
     queue_wait: [prometheus::Histogram; 2],
     /// Per lane, per [`RejectReason::ALL`] position.
     rejections: [[prometheus::IntCounter; 3]; 2],
+    /// Processes taken out of rotation, and put back.
+    went_down: prometheus::IntCounter,
+    came_back: prometheus::IntCounter,
 }
 
 // === impl Scheduler ===
@@ -161,6 +164,8 @@ impl Scheduler {
                         .with_label_values(&[per_lane(l), r.label()])
                 })
             }),
+            went_down: metrics.health_changes.with_label_values(&["down"]),
+            came_back: metrics.health_changes.with_label_values(&["up"]),
         };
         if self.metrics.set(resolved).is_ok() {
             self.publish(&self.lock());
@@ -444,6 +449,14 @@ impl Scheduler {
             log::info!("iipsrv {} is back in rotation", process.label);
         } else {
             log::error!("iipsrv {} taken out of rotation: {reason}", process.label);
+        }
+        if let Some(metrics) = self.metrics.get() {
+            if healthy {
+                &metrics.came_back
+            } else {
+                &metrics.went_down
+            }
+            .inc();
         }
         let mut state = self.lock();
         if !healthy {
