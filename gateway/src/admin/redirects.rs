@@ -10,7 +10,7 @@
 //! | `GET` | `/admin/redirects/{id}` | the record and its history; 404 if not retired |
 //! | `PUT` | `/admin/redirects/{id}` | body `{"target", "kind", "reason", "by"}`; `kind` is `moved` (default with a target), `temporary` or `gone` (no target) |
 //! | `DELETE` | `/admin/redirects/{id}?reason=R&by=W` | un-retires the identifier; 404 if not retired |
-//! | `POST` | `/admin/redirects/import?dry_run=1&by=W` | body: a JSON array of `{"old", "new", "kind", "reason"}` rows |
+//! | `POST` | `/admin/redirects/import?format=F&dry_run=1&by=W` | body: rows `old`, `new`, `kind`, `reason` as a JSON array of objects (`format=json`, the default), CSV with a header line (`format=csv`) or a YAML list (`format=yaml`), read by the same parsers as `iiif-gateway redirects import` |
 //!
 //! `{id}` is percent-encoded (a `/` in an identifier is `%2F`). Every call needs
 //! `Authorization: Bearer <token>` (`gateway.admin.token`); with no token configured every call is
@@ -169,6 +169,7 @@ struct Query {
     dry_run: bool,
     by: Option<String>,
     reason: Option<String>,
+    format: Option<String>,
 }
 
 impl Query {
@@ -184,6 +185,7 @@ impl Query {
                 "dry_run" => out.dry_run = matches!(value.as_str(), "" | "1" | "true" | "yes"),
                 "by" => out.by = Some(value),
                 "reason" => out.reason = Some(value),
+                "format" => out.format = Some(value),
                 _ => {}
             }
         }
@@ -328,7 +330,18 @@ async fn edited(store: &RedirectStore, id: &str, changes: &[Change]) -> AdminRes
 }
 
 async fn import(store: &RedirectStore, query: &Query, body: &[u8]) -> AdminResponse {
-    let parsed = match formats::parse_json(body) {
+    let parsed = match query.format.as_deref() {
+        None | Some("json") => formats::parse_json(body),
+        Some("csv") => formats::parse(formats::Format::Csv, body),
+        Some("yaml") => formats::parse(formats::Format::Yaml, body),
+        Some(other) => {
+            return AdminResponse::error(
+                400,
+                format!("format must be json, csv or yaml, not {other:?}"),
+            )
+        }
+    };
+    let parsed = match parsed {
         Ok(parsed) => parsed,
         Err(e) => return AdminResponse::error(400, e),
     };
@@ -604,6 +617,48 @@ mod tests {
         let _: () = redis::AsyncCommands::del(&mut conn, "api:import-lock")
             .await
             .unwrap();
+    }
+
+    #[tokio::test]
+    async fn the_api_imports_csv_and_yaml_with_the_cli_parsers() {
+        let redis = Redis::new();
+        let store = RedirectStore::connect(&redis.url(), "api-formats:")
+            .await
+            .unwrap();
+        let import = |target: &'static str, body: &'static [u8]| {
+            let store = &store;
+            async move { handle(Some(store), Some(TOKEN), "POST", target, AUTH, body).await }
+        };
+        let csv = b"old,new,kind,reason\nold-1,new-1,moved,merged\nold-2,,gone,withdrawn\n";
+        let r = import("/admin/redirects/import?format=csv&dry_run=1", csv).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(body_json(&r)["added"], json!(2));
+        assert!(store.get("old-1").await.unwrap().is_none(), "a dry run");
+
+        let yaml = b"- old: y-1\n  new: y-2\n  reason: renamed\n";
+        let r = import("/admin/redirects/import?format=yaml", yaml).await;
+        assert_eq!(r.status, 200, "{}", String::from_utf8_lossy(&r.body));
+        assert_eq!(
+            store.get("y-1").await.unwrap().unwrap().target(),
+            Some("y-2")
+        );
+
+        // Row problems come back by item, as for JSON.
+        let r = import("/admin/redirects/import?format=csv", b"old,new\nz,z\n").await;
+        assert_eq!(r.status, 400);
+        assert!(
+            body_json(&r)["problems"].is_array(),
+            "{}",
+            String::from_utf8_lossy(&r.body)
+        );
+        let r = import("/admin/redirects/import?format=xml", b"<x/>").await;
+        assert_eq!(r.status, 400);
+        assert!(body_json(&r)["error"]
+            .as_str()
+            .unwrap()
+            .contains("json, csv or yaml"));
+        let r = import("/admin/redirects/import?format=csv", b"nope\n").await;
+        assert_eq!(r.status, 400, "a CSV without the header line");
     }
 
     #[tokio::test]
