@@ -75,6 +75,8 @@ pub struct Gateway {
     purges: Option<(redis::Client, String)>,
     /// Memory and workers for the gateway's own renders.
     budget: RenderBudget,
+    /// The guard of the cache mount's room; `None` without `gateway.cache`.
+    room: Option<Arc<Room>>,
     pub pool: Arc<BackendPool>,
     pub metrics: Arc<Metrics>,
     /// One line per request, written by the listener when the request ends.
@@ -128,7 +130,7 @@ impl Gateway {
             .cache
             .as_ref()
             .zip(config.derivatives.clone())
-            .zip(room)
+            .zip(room.clone())
             .map(|((cache, policy), room)| {
                 DerivativeCache::new(cache, policy, room, metrics.registry())
             });
@@ -146,6 +148,7 @@ impl Gateway {
         Gateway {
             sources,
             derivatives,
+            room,
             budget: RenderBudget::new(config.render, metrics.render_budget.clone()),
             origin: PublicOrigin::new(
                 config.public_base_url.clone(),
@@ -297,6 +300,32 @@ impl Gateway {
             })
         };
         (Some(version), kind, result)
+    }
+
+    /// What the admin console's status page shows: the cache mount and the memory tier.
+    pub fn cache_status(&self) -> serde_json::Value {
+        let Some((cache, room)) = self.config.cache.as_ref().zip(self.room.as_ref()) else {
+            return serde_json::Value::Null;
+        };
+        let (estimated, high_watermark, hard_limit) = room.status();
+        serde_json::json!({
+            "root": cache.root,
+            "estimated_bytes": estimated,
+            "high_watermark_bytes": high_watermark,
+            "hard_limit_bytes": hard_limit,
+            "memory_tier_bytes": self.derivatives.as_ref().map(|d| d.memory_bytes()),
+            "masters_from_s3": self.config.masters.is_some(),
+        })
+    }
+
+    /// Where the public IIIF endpoints are, for the admin console's viewer: the configured
+    /// `public_base_url` (else `null`), the public listener's port and the path prefix.
+    pub fn public_endpoint(&self) -> serde_json::Value {
+        serde_json::json!({
+            "public_base_url": self.config.public_base_url,
+            "public_port": self.config.listen.port(),
+            "prefix": self.config.prefix,
+        })
     }
 
     /// Removes everything cached about one image: its derivatives, its master copy (when masters

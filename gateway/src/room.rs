@@ -192,6 +192,17 @@ impl Room {
         verdict.write
     }
 
+    /// What the guard knows now: the estimate (`None` before the first measurement), the
+    /// high watermark and the hard limit, in bytes.
+    pub fn status(&self) -> (Option<u64>, u64, u64) {
+        let estimate = self.estimate.lock().expect("room lock").bytes();
+        (
+            estimate,
+            self.cache.high_watermark_bytes(),
+            self.cache.hard_limit_bytes(),
+        )
+    }
+
     /// A write to the mount (a derivative, or a master's download) failed because the file
     /// system is full. Does not block: the relief prune runs on a thread of its own.
     pub fn disk_full(self: &Arc<Self>) {

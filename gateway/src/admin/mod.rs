@@ -4,8 +4,10 @@
 //! iipsrv processes, `/readyz` is 200 only while at least one iipsrv process is healthy (a load
 //! balancer should stop sending traffic otherwise), `/admin/redirects/…` is the ID archive's
 //! admin API ([`redirects`]) and `DELETE /admin/images/{id}` purges one image from the caches
-//! ([`images`]). Both APIs need the bearer token ([`auth`]) and answer an [`AdminResponse`]
-//! ([`reply`]); only this file knows Pingora.
+//! ([`images`]), `GET /admin/status` feeds the admin console ([`status`]). The APIs need the
+//! bearer token ([`auth`]) and answer an [`AdminResponse`] ([`reply`]). `/` and `/console/…`
+//! serve the admin console itself ([`console`]), a page that signs in with the token and calls
+//! the same APIs. Only this file knows Pingora.
 
 use std::sync::Arc;
 
@@ -19,8 +21,10 @@ use crate::app::Gateway;
 
 pub mod auth;
 pub mod images;
+pub mod console;
 pub mod redirects;
 pub mod reply;
+pub mod status;
 
 pub use reply::AdminResponse;
 
@@ -118,21 +122,7 @@ impl AdminApp {
     }
 
     fn health(&self) -> AdminResponse {
-        let backends: Vec<serde_json::Value> = self
-            .gateway
-            .pool
-            .snapshot()
-            .into_iter()
-            .map(|b| {
-                serde_json::json!({
-                    "address": b.addr,
-                    "healthy": b.healthy,
-                    "in_flight": b.in_flight,
-                    "served": b.served,
-                    "failures": b.failures,
-                })
-            })
-            .collect();
+        let backends = status::backends_json(&self.gateway);
         let body = serde_json::json!({ "status": "alive", "backends": backends });
         AdminResponse::new(200, "application/json", body.to_string().into_bytes())
     }
@@ -163,11 +153,20 @@ impl ServeHttp for AdminApp {
         } else if images::handles(&path) {
             self.images_api(session).await
         } else {
+            let method = session.req_header().method.as_str().to_owned();
             match path.as_str() {
                 "/metrics" => self.metrics(),
                 "/healthz" => self.health(),
                 "/readyz" => self.ready(),
-                _ => AdminResponse::new(404, "text/plain", b"not found\n".to_vec()),
+                status::PATH => status::handle(
+                    &self.gateway,
+                    self.token.as_deref(),
+                    &method,
+                    authorization(session),
+                ),
+                _ => console::asset(&method, &path).unwrap_or_else(|| {
+                    AdminResponse::new(404, "text/plain", b"not found\n".to_vec())
+                }),
             }
         };
         answer.into_http()

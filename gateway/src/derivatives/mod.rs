@@ -172,6 +172,11 @@ impl DerivativeCache {
             .await
     }
 
+    /// Bytes held in the memory tier now.
+    pub fn memory_bytes(&self) -> usize {
+        self.memory.lock().expect("memory tier lock").bytes()
+    }
+
     /// Empties the memory tier (the files stay).
     pub fn forget_memory(&self) {
         self.forget_in_memory("");
