@@ -150,7 +150,10 @@ async function search() {
   const tbody = fillTable("search-results", rows, [(r) => r.id, (r) => r.kind, (r) => r.target, (r) => r.changed_at, (r) => r.changed_by, (r) => r.reason]);
   [...tbody.rows].forEach((row, i) => {
     row.cells[0].className = "clickable";
-    row.cells[0].addEventListener("click", () => attempt("edit-message", () => view(rows[i].id)));
+    row.cells[0].addEventListener("click", () => attempt("edit-message", async () => {
+      await view(rows[i].id);
+      say("edit-message", "Showing " + rows[i].id + ": edit it below.", "ok");
+    }));
   });
 }
 
@@ -165,7 +168,6 @@ async function view(id) {
   fillList("record-fields", [["kind", body.kind], ["target", body.target], ["changed", body.changed_at], ["by", body.changed_by], ["reason", body.reason]]);
   fillTable("record-history", body.history || [], [
     (h) => h.at, (h) => h.by, (h) => h.action, (h) => h.kind, (h) => h.target, (h) => h.reason]);
-  say("edit-message", "");
 }
 
 async function save() {
@@ -176,8 +178,8 @@ async function save() {
   if (kind !== "gone") record.target = target;
   const { body } = await api("PUT", "/admin/redirects/" + enc(id), JSON.stringify(record));
   const what = kind === "gone" ? id + " is withdrawn (410)" : id + " now redirects to " + body.target + " (" + kind + ")";
-  say("edit-message", body.unchanged ? "Nothing changed: " + what + " already." : "Saved: " + what + ". Every gateway answers it within a second.", "ok");
   await view(id);
+  say("edit-message", body.unchanged ? "Nothing changed: " + what + " already." : "Saved: " + what + ". Every gateway answers it within a second.", "ok");
 }
 
 async function remove() {

@@ -86,7 +86,10 @@ mod tests {
     #[test]
     fn the_page_loads_only_files_that_are_served() {
         let page = std::str::from_utf8(ASSETS[0].2).unwrap();
-        for reference in page.split(['"', '\'']).filter(|s| s.starts_with("/console/")) {
+        for reference in page
+            .split(['"', '\''])
+            .filter(|s| s.starts_with("/console/"))
+        {
             assert!(
                 ASSETS.iter().any(|(p, _, _)| *p == reference),
                 "index.html loads {reference}, which is not served"

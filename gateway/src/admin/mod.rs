@@ -20,8 +20,8 @@ use pingora::protocols::http::ServerSession;
 use crate::app::Gateway;
 
 pub mod auth;
-pub mod images;
 pub mod console;
+pub mod images;
 pub mod redirects;
 pub mod reply;
 pub mod status;

@@ -42,9 +42,9 @@ pub fn handle(
             })
         })
         .collect();
-    let redirects = gateway.redirect_lookup().map(|lookup| {
-        json!({ "circuit_open": lookup.circuit_open() })
-    });
+    let redirects = gateway
+        .redirect_lookup()
+        .map(|lookup| json!({ "circuit_open": lookup.circuit_open() }));
     AdminResponse::json(
         200,
         &json!({
