@@ -8,8 +8,8 @@ use lazyfetch::size::ByteSize;
 use reqwest::StatusCode;
 
 use crate::support::{
-    all_files, client, configure, get, iipsrv_image_requests, metric_line, metrics, purge, Stack,
-    StackOptions, TinyMount, ADMIN_TOKEN,
+    all_files, client, configure, get, iipsrv_image_requests, metric_line, metrics, purge,
+    temporary_files, Stack, StackOptions, TinyMount, ADMIN_TOKEN,
 };
 
 const ONE_GIB: ByteSize = ByteSize(1 << 30);
@@ -397,15 +397,7 @@ async fn a_full_disk_is_counted_and_every_request_is_still_served() {
         tokio::time::sleep(std::time::Duration::from_millis(20)).await;
     }
     assert!(full > 0.0, "a full disk is counted as such");
-    let leftovers: Vec<_> = all_files(&mount.path)
-        .into_iter()
-        .filter(|f| {
-            f.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".tmp-")
-        })
-        .collect();
+    let leftovers = temporary_files(&mount.path);
     assert!(leftovers.is_empty(), "{leftovers:?}");
     drop(stack);
 }

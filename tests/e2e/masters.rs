@@ -12,8 +12,8 @@ use reqwest::StatusCode;
 use stack::Garage;
 
 use crate::support::{
-    all_files, client, configure, get, image_size, metric_line, metrics, purge, samples_dir,
-    scratch_dir, Stack, StackOptions, TinyMount, ADMIN_TOKEN,
+    client, configure, get, image_size, metric_line, metrics, purge, samples_dir, scratch_dir,
+    temporary_files, Stack, StackOptions, TinyMount, ADMIN_TOKEN,
 };
 
 /// A gateway whose masters come from `garage`, copied to a cache that iipsrv reads.
@@ -530,15 +530,7 @@ async fn a_full_cache_mount_answers_503_and_makes_room_for_the_next_try() {
         !body.contains(&*cache.to_string_lossy()),
         "the body names no path: {body}"
     );
-    let partial: Vec<_> = all_files(&cache)
-        .into_iter()
-        .filter(|f| {
-            f.file_name()
-                .unwrap()
-                .to_string_lossy()
-                .starts_with(".tmp-")
-        })
-        .collect();
+    let partial = temporary_files(&cache);
     assert!(
         partial.is_empty(),
         "a partial download was left: {partial:?}"

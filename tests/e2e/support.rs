@@ -299,3 +299,15 @@ pub(crate) fn all_files(dir: &Path) -> Vec<PathBuf> {
     found.sort();
     found
 }
+
+/// The temporary files (`.tmp-…`: a download or write in progress, or one left behind) below
+/// `dir`.
+pub(crate) fn temporary_files(dir: &Path) -> Vec<PathBuf> {
+    all_files(dir)
+        .into_iter()
+        .filter(|f| {
+            f.file_name()
+                .is_some_and(|name| name.to_string_lossy().starts_with(".tmp-"))
+        })
+        .collect()
+}
