@@ -386,23 +386,27 @@ mod tests {
         let metrics = Metrics::new();
         metrics
             .requests
-            .with_label_values(&["3", "image", "200"])
+            .with_label_values(&["3", "image", "200", "disk"])
             .inc();
         metrics
             .request_duration
-            .with_label_values(&["image"])
+            .with_label_values(&["3", "image", "disk"])
             .observe(0.002);
         let text = String::from_utf8(metrics.render()).unwrap();
         assert!(
             text.contains(
-                "iiif_gateway_requests_total{kind=\"image\",status=\"200\",version=\"3\"} 1"
+                "iiif_gateway_requests_total{cache=\"disk\",kind=\"image\",status=\"200\",version=\"3\"} 1"
             ),
             "{text}"
         );
         assert!(
             text.contains(
-                "iiif_gateway_request_duration_seconds_bucket{kind=\"image\",le=\"0.0025\"} 1"
+                "iiif_gateway_request_duration_seconds_bucket{cache=\"disk\",kind=\"image\",version=\"3\",le=\"0.0025\"} 1"
             ),
+            "{text}"
+        );
+        assert!(
+            text.contains("iiif_gateway_build_info{version=\""),
             "{text}"
         );
     }
