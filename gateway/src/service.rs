@@ -248,10 +248,12 @@ impl ProxyHttp for PublicService {
         ctx: &mut RequestContext,
     ) {
         let elapsed = ctx.started.elapsed();
-        let notes = ctx
+        let shared = ctx
             .notes
-            .get_or_insert_with(|| notes::start(self.gateway.request_log.ids.choose(None, false)));
-        let notes = notes.lock().expect("notes lock").clone();
+            .get_or_insert_with(|| notes::start(self.gateway.request_log.ids.choose(None, false)))
+            .clone();
+        // Held while the line is made: nothing else uses a finished request's notes.
+        let notes = shared.lock().expect("notes lock");
         let cache = notes.cache.unwrap_or("none");
         let metrics = &self.gateway.metrics;
         metrics
@@ -266,10 +268,6 @@ impl ProxyHttp for PublicService {
             .response_bytes
             .with_label_values(&[ctx.kind])
             .inc_by(ctx.body_bytes as u64);
-        let notes = ctx
-            .notes
-            .get_or_insert_with(|| notes::start(self.gateway.request_log.ids.choose(None, false)));
-        let notes = notes.lock().expect("notes lock").clone();
         let request_log = &self.gateway.request_log;
         let header = session.req_header();
         request_log.record(&Entry {

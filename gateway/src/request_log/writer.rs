@@ -1,18 +1,26 @@
 //! The request log's output: lines go through a bounded queue to a thread that writes them to
 //! stdout, so that a slow reader of stdout (a full pipe, a stalled log shipper) never holds up
 //! a request. Lines that find the queue full are dropped and counted
-//! (`iiif_gateway_request_log_dropped_total`).
+//! (`iiif_gateway_request_log_dropped_total`). Lines are written in batches, at most
+//! [`FLUSH_AFTER`] late.
 
 use std::io::{BufWriter, Write};
-use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TrySendError};
+use std::sync::mpsc::{sync_channel, Receiver, SyncSender, TryRecvError, TrySendError};
+use std::time::Duration;
 
 use prometheus::{IntCounter, Registry};
 
 use super::config::{LogFormat, RequestLogSettings};
 use super::entry::{Entry, RequestIds, Sampler};
 
-/// Lines waiting for the writer before new ones are dropped (a few seconds at 10k req/s).
+/// Lines waiting for the writer before new ones are dropped (many batches at 50k req/s).
 const QUEUE_LINES: usize = 32_768;
+
+/// The writer's buffer: a few hundred lines.
+const BUFFER_BYTES: usize = 64 * 1024;
+
+/// How often the writer drains the queue: the most a line waits before it is written.
+const FLUSH_AFTER: Duration = Duration::from_millis(20);
 
 /// The request log of one gateway process.
 pub struct RequestLog {
@@ -79,20 +87,31 @@ fn spawn_writer(out: impl Write + Send + 'static) -> Option<SyncSender<String>> 
     Some(sender)
 }
 
-/// Writes each line with its newline, flushing whenever the queue is empty.
+/// Writes the queued lines, each with its newline, every [`FLUSH_AFTER`]. The writer sleeps
+/// between batches instead of waiting on the queue: a waiting receiver is woken by every line
+/// sent, and at tens of thousands of requests a second those wake-ups cost more CPU than the
+/// lines themselves (measured: 0.044 against 0.025 ms per cached tile).
 fn write_lines(lines: Receiver<String>, out: impl Write) {
-    let mut out = BufWriter::new(out);
-    while let Ok(first) = lines.recv() {
-        let mut line = Some(first);
-        while let Some(text) = line {
-            if writeln!(out, "{text}").is_err() {
-                return;
+    let mut out = BufWriter::with_capacity(BUFFER_BYTES, out);
+    loop {
+        loop {
+            match lines.try_recv() {
+                Ok(line) => {
+                    if writeln!(out, "{line}").is_err() {
+                        return;
+                    }
+                }
+                Err(TryRecvError::Empty) => break,
+                Err(TryRecvError::Disconnected) => {
+                    let _ = out.flush();
+                    return;
+                }
             }
-            line = lines.try_recv().ok();
         }
         if out.flush().is_err() {
             return;
         }
+        std::thread::sleep(FLUSH_AFTER);
     }
 }
 
