@@ -3,7 +3,9 @@
 
 use std::time::Duration;
 
-use crate::support::{client, image_size, metric_line, metrics, Stack, StackOptions};
+use crate::support::{
+    client, image_size, metric_line, metrics_once_they_show, Stack, StackOptions,
+};
 
 /// Requests that crash or corrupt stock iipsrv 1.1 when sent to it directly (iiif-reference §3.8,
 /// iipsrv-baseline §3), each with the status the gateway must answer and, for successes, the size.
@@ -215,7 +217,12 @@ async fn a_dead_iipsrv_process_is_taken_out_and_back_into_rotation() {
         }
     }
     assert!(recovered, "restarted iipsrv was not put back into rotation");
-    let text = metrics(&stack).await;
+    // Counted just after the process is back in rotation: wait for the count.
+    let text = metrics_once_they_show(
+        &stack,
+        "iiif_gateway_backend_health_changes_total{to=\"up\"} 1",
+    )
+    .await;
     for to in ["down", "up"] {
         let line = format!("iiif_gateway_backend_health_changes_total{{to=\"{to}\"}}");
         assert_eq!(metric_line(&text, &line), 1.0, "{line}: {text}");

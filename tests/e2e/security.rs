@@ -151,7 +151,10 @@ async fn metrics_count_requests() {
         .unwrap();
     let counted =
         "iiif_gateway_requests_total{cache=\"none\",kind=\"info\",status=\"200\",version=\"3\"} 1";
-    let text = metrics_once_they_show(&stack, counted).await;
+    // The latency is recorded just after the count, when the request is logged: wait for it.
+    let timed =
+        "iiif_gateway_request_duration_seconds_count{cache=\"none\",kind=\"info\",version=\"3\"} 1";
+    let text = metrics_once_they_show(&stack, timed).await;
     assert!(text.contains(counted), "{text}");
     assert!(
         text.contains("iiif_gateway_backends{state=\"healthy\"} 2"),

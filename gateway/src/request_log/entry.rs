@@ -114,19 +114,13 @@ enum Field<'a> {
 
 /// `text` as a JSON string, quotes included.
 fn push_json_string(line: &mut String, text: &str) {
-    line.push('"');
-    for c in text.chars() {
-        match c {
-            '"' => line.push_str("\\\""),
-            '\\' => line.push_str("\\\\"),
-            '\n' => line.push_str("\\n"),
-            '\r' => line.push_str("\\r"),
-            '\t' => line.push_str("\\t"),
-            c if u32::from(c) < 0x20 => line.push_str(&format!("\\u{:04x}", u32::from(c))),
-            c => line.push(c),
-        }
-    }
-    line.push('"');
+    push_quoted(line, text, |c| match c {
+        '\r' => "\\r".to_owned(),
+        '\t' => "\\t".to_owned(),
+        c if u32::from(c) < 0x20 => format!("\\u{:04x}", u32::from(c)),
+        // DEL and the C1 controls may stand as they are in JSON.
+        c => c.to_string(),
+    });
 }
 
 /// A logfmt value: bare when it is one plain word, else quoted with `"` and `\` escaped and
@@ -138,15 +132,21 @@ fn push_logfmt_value(line: &mut String, text: &str) {
             .all(|c| c.is_ascii_graphic() && c != '"' && c != '=' && c != '\\');
     if plain {
         line.push_str(text);
-        return;
+    } else {
+        push_quoted(line, text, |c| format!("\\u{{{:x}}}", c as u32));
     }
+}
+
+/// `text` in double quotes with `"`, `\` and newlines escaped, and other control characters
+/// as `control` writes them.
+fn push_quoted(line: &mut String, text: &str, control: impl Fn(char) -> String) {
     line.push('"');
     for c in text.chars() {
         match c {
             '"' => line.push_str("\\\""),
             '\\' => line.push_str("\\\\"),
             '\n' => line.push_str("\\n"),
-            c if c.is_control() => line.push_str(&format!("\\u{{{:x}}}", c as u32)),
+            c if c.is_control() => line.push_str(&control(c)),
             c => line.push(c),
         }
     }
@@ -311,6 +311,7 @@ mod tests {
             "a\\b",
             "line\nbreak",
             "tab\tand\u{1}",
+            "carriage\rreturn, del\u{7f}",
             "Zoë café",
         ] {
             let mut out = String::new();
