@@ -12,7 +12,6 @@ use bytes::Bytes;
 use iiif::{
     Capabilities, Format, Identifier, ImageRequest, InfoOptions, Plan, Quality, Route, Version,
 };
-use lazyfetch::CacheLayout;
 
 use crate::backend::{Iipsrv, ImageFile};
 use crate::budget::{Body, RenderBudget, Reservation};
@@ -106,13 +105,10 @@ impl Gateway {
             rights: config.rights.clone(),
         };
         // One guard of the mount's room, told by masters and derivatives alike when it is full.
-        let room = config.cache.as_ref().map(|cache| {
-            Room::new(
-                CacheLayout::new(cache.root.clone()),
-                cache.clone(),
-                metrics.registry(),
-            )
-        });
+        let room = config
+            .cache
+            .as_ref()
+            .map(|cache| Room::new(cache.clone(), metrics.registry()));
         let masters = config
             .masters
             .clone()

@@ -161,7 +161,8 @@ pub struct Room {
 }
 
 impl Room {
-    pub fn new(layout: CacheLayout, cache: CacheConfig, registry: &Registry) -> Arc<Self> {
+    pub fn new(cache: CacheConfig, registry: &Registry) -> Arc<Self> {
+        let layout = CacheLayout::new(cache.root.clone());
         let metrics = RoomMetrics::register(registry);
         metrics.hard_limit.set(gauge(cache.hard_limit_bytes()));
         metrics

@@ -54,19 +54,17 @@ impl PublicService {
         session.set_min_send_rate(settings.min_send_rate);
     }
 
-    /// A place among the requests of one client behind a trusted proxy; `Ok(None)` when the
-    /// peer is not a proxy (its connections are capped instead).
+    /// A place among the requests of `client` when it came through a trusted proxy;
+    /// `Ok(None)` when the peer is not a proxy (its connections are capped instead).
     fn enter_proxied(
         &self,
-        peer: Option<IpAddr>,
-        headers: &ProxyHeaders<'_>,
+        client: Option<IpAddr>,
+        behind_proxy: bool,
     ) -> std::result::Result<Option<Permit>, Refused> {
-        match peer.filter(|ip| self.proxies.contains(*ip)) {
-            Some(proxy) => {
-                let client = self.proxies.client_address(proxy, headers);
-                self.proxied_clients.enter(Some(client)).map(Some)
-            }
-            None => Ok(None),
+        if behind_proxy {
+            self.proxied_clients.enter(client).map(Some)
+        } else {
+            Ok(None)
         }
     }
 }
@@ -132,19 +130,18 @@ impl ProxyHttp for PublicService {
             forwarded_host: text("x-forwarded-host"),
             forwarded_prefix: text("x-forwarded-prefix"),
         };
-        let from_proxy = peer.filter(|ip| self.proxies.contains(*ip));
-        let request_log = &self.gateway.request_log;
+        let behind_proxy = peer.is_some_and(|ip| self.proxies.contains(ip));
+        // The peer, or the client a trusted proxy names: resolved once, for the per-client
+        // cap and the request log.
+        ctx.client = peer.map(|ip| self.proxies.client_address(ip, &proxy));
         let notes = notes::start(
-            request_log
+            self.gateway
+                .request_log
                 .ids
-                .choose(text("x-request-id"), from_proxy.is_some()),
+                .choose(text("x-request-id"), behind_proxy),
         );
         ctx.notes = Some(notes.clone());
-        ctx.client = match from_proxy {
-            Some(trusted) => Some(self.proxies.client_address(trusted, &proxy)),
-            None => peer,
-        };
-        let _client_permit = match self.enter_proxied(peer, &proxy) {
+        let _client_permit = match self.enter_proxied(ctx.client, behind_proxy) {
             Ok(permit) => permit,
             Err(refused) => {
                 self.gateway
@@ -225,7 +222,7 @@ impl ProxyHttp for PublicService {
         let tag = ctx
             .notes
             .as_ref()
-            .map(|n| format!(" [request {}]", n.lock().expect("notes lock").id))
+            .map(|n| notes::tag_of(&n.lock().expect("notes lock")))
             .unwrap_or_default();
         log::error!("request failed inside the gateway{tag}: {error}");
         ctx.status = 500;

@@ -68,8 +68,13 @@ pub fn carry<F: Future>(future: F) -> impl Future<Output = F::Output> {
 /// that each names the request it is about.
 pub fn tag() -> String {
     NOTES
-        .try_with(|notes| format!(" [request {}]", notes.lock().expect("notes lock").id))
+        .try_with(|notes| tag_of(&notes.lock().expect("notes lock")))
         .unwrap_or_default()
+}
+
+/// `" [request ID]"` of these notes, where the task-local is out of reach.
+pub fn tag_of(notes: &Notes) -> String {
+    format!(" [request {}]", notes.id)
 }
 
 #[cfg(test)]
