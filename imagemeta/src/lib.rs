@@ -1,0 +1,1 @@
+//! Embedded image metadata: read, filter, splice.

@@ -1,0 +1,1 @@
+//! The ingest pipeline (report §2.6): sources → validate → convert → verify → upload.

@@ -1,0 +1,2 @@
+//! `iiif-ingest`: the command-line shell over the `ingest` library.
+fn main() {}
